@@ -1,0 +1,53 @@
+"""The object graph, built in one place from settings and a clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow.classify.reloader import RulesHolder
+from mailflow.clock import Clock, SystemClock
+from mailflow.compose import Composer
+from mailflow.config import Settings
+from mailflow.imap import MailboxWatcher
+from mailflow.ingest import Ingestor
+from mailflow.outbox import OutboxSender
+from mailflow.store.db import make_engine, require_current, session_factory
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    rules: RulesHolder
+    composer: Composer
+    ingestor: Ingestor
+    sender: OutboxSender
+
+    def watchers(self) -> list[MailboxWatcher]:
+        return [MailboxWatcher(self.settings.imap, mb, self.ingestor, self.rules, self.clock)
+                for mb in self.settings.imap.mailboxes()]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(settings: Settings, clock: Clock | None = None, check_schema: bool = True) -> App:
+    """Raises SchemaError (run `db upgrade`) or RulesError (fix rules) before any work."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url)
+    try:
+        if check_schema:
+            require_current(engine)
+        sessions = session_factory(engine)
+        rules = RulesHolder(settings.rules_path)
+    except BaseException:
+        engine.dispose()
+        raise
+    composer = Composer(settings.templates_path)
+    return App(settings, clock, engine, sessions, rules, composer,
+               Ingestor(settings, sessions), OutboxSender(settings, sessions, composer, clock))

@@ -1,0 +1,235 @@
+"""Rule conditions: small typed classes built once from YAML, each able to say why.
+
+Every class's docstring shows the YAML it accepts (docs/rules.md is the full
+reference). Patterns are compiled when the rule file is loaded, never per message.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Protocol
+
+from mailflow.parse import AttachmentInfo, Incoming
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What conditions look at, extracted from one message once."""
+
+    sender: str
+    sender_domain: str
+    recipients: tuple[str, ...]
+    subject: str
+    body: str
+    header: Callable[[str], str | None]
+    attachments: tuple[AttachmentInfo, ...]
+    local_time: datetime
+
+    @classmethod
+    def of(cls, msg: Incoming, local_time: datetime) -> Facts:
+        return cls(
+            sender=msg.from_addr,
+            sender_domain=msg.from_addr.rpartition("@")[2],
+            recipients=tuple(dict.fromkeys(msg.recipients)),
+            subject=msg.subject,
+            body=msg.new_text,
+            header=msg.header,
+            attachments=msg.attachments,
+            local_time=local_time,
+        )
+
+
+class Condition(Protocol):
+    def test(self, facts: Facts) -> tuple[bool, str]:
+        """(matched, why) - why is shown by ``mailflow rules test``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TextMatcher:
+    """``"words here"`` | ``{words: [down, outage]}`` | ``{regex: "disk (full|dead)"}``
+    | ``{contains: "exact phrase"}``; always case-insensitive."""
+
+    pattern: re.Pattern[str]
+    shown: str
+
+    def search(self, text: str) -> str | None:
+        m = self.pattern.search(text)
+        return m.group(0) if m else None
+
+
+def words_matcher(words: list[str]) -> TextMatcher:
+    alts = "|".join(re.escape(w.strip()) for w in words if w.strip())
+    return TextMatcher(re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE),
+                       f"words {', '.join(words)}")
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    """A named list (``lists/vip.yaml``) or inline entries: ``ann@x.test`` or ``@x.test``."""
+
+    name: str
+    addresses: frozenset[str]
+    domains: frozenset[str]
+
+    def contains(self, addr: str) -> bool:
+        domain = addr.rpartition("@")[2]
+        if addr in self.addresses or domain in self.domains:
+            return True
+        # Subdomains of a listed domain count: @bigcorp.example covers eu.bigcorp.example.
+        return any(domain.endswith("." + d) for d in self.domains)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """``sender: ann@x.test`` | ``sender: {domain: x.test}`` | ``sender: {list: vip}``
+    | ``sender: {address: "*@x.test"}`` (shell-style wildcards)."""
+
+    addresses: AddressSet
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        hit = self.addresses.contains(f.sender) or any(
+            "*" in a and fnmatch.fnmatchcase(f.sender, a) for a in self.addresses.addresses
+        )
+        return hit, f"sender {f.sender or '(none)'} {'is' if hit else 'is not'} in " \
+                    f"{self.addresses.name}"
+
+
+@dataclass(frozen=True)
+class SentTo:
+    """``to: billing@example.test``: the support address the mail was sent to."""
+
+    addresses: AddressSet
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        for r in f.recipients:
+            base = r.partition("+")[0] + "@" + r.rpartition("@")[2] if "+" in r else r
+            if self.addresses.contains(base):
+                return True, f"sent to {r}"
+        return False, f"not sent to {self.addresses.name}"
+
+
+@dataclass(frozen=True)
+class TextIn:
+    """``subject: ...`` or ``body: ...`` (the new text, without quoted history)."""
+
+    field: str
+    matcher: TextMatcher
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        text = f.subject if self.field == "subject" else f.body
+        hit = self.matcher.search(text)
+        if hit is not None:
+            return True, f"{self.field} contains {hit!r}"
+        return False, f"{self.field} has none of {self.matcher.shown}"
+
+
+@dataclass(frozen=True)
+class HeaderIs:
+    """``header: {name: X-Priority, regex: "^1"}`` or ``{name: X-Foo, present: true}``."""
+
+    name: str
+    matcher: TextMatcher | None
+    present: bool
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        value = f.header(self.name)
+        if self.matcher is None:
+            hit = (value is not None) == self.present
+            return hit, f"header {self.name} is {'present' if value is not None else 'absent'}"
+        if value is None:
+            return False, f"header {self.name} is absent"
+        found = self.matcher.search(value)
+        return found is not None, f"header {self.name}: {value[:60]!r}"
+
+
+@dataclass(frozen=True)
+class AttachmentIs:
+    """``attachment: true`` | ``{type: "application/pdf"}`` | ``{name: "*.log"}``;
+    type and name take shell-style wildcards (``image/*``)."""
+
+    ctype: str | None
+    name: str | None
+    present: bool = True
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        matching = [
+            a for a in f.attachments
+            if (self.ctype is None or fnmatch.fnmatchcase(a.content_type, self.ctype.lower()))
+            and (self.name is None or fnmatch.fnmatch(a.filename.lower(), self.name.lower()))
+        ]
+        if self.present:
+            return bool(matching), (f"attachment {matching[0].filename or matching[0].content_type}"
+                                    if matching else "no matching attachment")
+        return not matching, "no attachment" if not matching else "has an attachment"
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """``business_hours: true`` (or false): inside the hours set in the rule file."""
+
+    inside: bool
+    days: frozenset[int]
+    start: time
+    end: time
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        t = f.local_time
+        within = t.weekday() in self.days and self.start <= t.time() < self.end
+        where = "inside" if within else "outside"
+        return within == self.inside, f"received {t:%a %H:%M}, {where} business hours"
+
+
+@dataclass(frozen=True)
+class All:
+    """``all: [cond, cond, ...]``: every one must match."""
+
+    parts: tuple[Condition, ...]
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        whys = []
+        for p in self.parts:
+            ok, why = p.test(f)
+            if not ok:
+                return False, why
+            whys.append(why)
+        return True, "; ".join(whys)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """``any: [cond, cond, ...]``: at least one must match."""
+
+    parts: tuple[Condition, ...]
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        whys = []
+        for p in self.parts:
+            ok, why = p.test(f)
+            if ok:
+                return True, why
+            whys.append(why)
+        return False, "; ".join(whys)
+
+
+@dataclass(frozen=True)
+class Not:
+    """``not: cond``."""
+
+    part: Condition
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        ok, why = self.part.test(f)
+        return not ok, f"not ({why})"
+
+
+@dataclass(frozen=True)
+class Always:
+    """A rule without ``when`` matches every message."""
+
+    def test(self, f: Facts) -> tuple[bool, str]:
+        return True, "no condition"

@@ -1,0 +1,320 @@
+"""Typed settings from ``mailflow.yaml``.
+
+The administrator edits this file at odd hours, so validation reports every problem at
+once, each with its key path (``mailflow.yaml: imap.port: must be an integer (got
+"abc")``), and never echoes a secret back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path("mailflow.yaml")
+CONFIG_ENV = "MAILFLOW_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SECRET_KEYS = {"password", "token"}
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration file, each already located."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90s``, ``15m``, ``4h``, ``2d``, ``1w``; a bare integer counts seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"must be a duration such as 90s, 15m, 4h or 2d (got {value!r})")
+    if isinstance(value, int):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f'must be a duration such as 90s, 15m, 4h or 2d (got "{value}")')
+
+
+def format_duration(td: timedelta) -> str:
+    """The inverse of :func:`parse_duration`, for messages and templates."""
+    seconds = int(td.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Security = Literal["ssl", "starttls", "none"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Login(_Strict):
+    username: str | None = None
+    password_env: str | None = None
+    password: SecretStr | None = None
+
+    def secret(self, environ: dict[str, str] | None = None) -> str | None:
+        """The password, read from the environment when ``password_env`` names it.
+
+        Read at connect time, not at load time, so a rotated secret is picked up by the
+        next connection and the value never sits in a long-lived settings object.
+        """
+        env = os.environ if environ is None else environ
+        if self.password_env:
+            value = env.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    [f"environment variable {self.password_env} (password_env) is not set"]
+                )
+            return value
+        return self.password.get_secret_value() if self.password else None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> _Login:
+        if self.password_env and self.password:
+            raise ValueError("give either password_env or password, not both")
+        return self
+
+
+class MailboxSettings(_Strict):
+    """One IMAP folder that mailflow ingests, with its own checkpoint."""
+
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+
+
+class ImapSettings(_Login):
+    host: str = "127.0.0.1"
+    port: int = 993
+    security: Security = "ssl"
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+    # Further folders on the same account (a tier-replies folder, say).
+    extra_folders: list[MailboxSettings] = Field(default_factory=list)
+    idle: bool = True
+    poll_interval: Duration = timedelta(seconds=60)
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    timeout: Duration = timedelta(seconds=30)
+
+    def mailboxes(self) -> list[MailboxSettings]:
+        first = MailboxSettings(folder=self.folder, processed_folder=self.processed_folder)
+        return [first, *self.extra_folders]
+
+
+class SmtpSettings(_Login):
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: Security = "starttls"
+    timeout: Duration = timedelta(seconds=30)
+
+
+class OutboxSettings(_Strict):
+    max_attempts: int = Field(default=20, ge=1)
+    retry_initial: Duration = timedelta(seconds=30)
+    retry_max: Duration = timedelta(hours=1)
+    # A claimed row whose sender died is retried after this long.
+    lease: Duration = timedelta(minutes=5)
+
+
+class AckSettings(_Strict):
+    # At most this many acknowledgments per sender per hour: two autoresponders
+    # answering each other cannot ping-pong through us.
+    max_per_sender_per_hour: int = Field(default=3, ge=0)
+
+
+class SeverityLevel(_Strict):
+    label: str
+    # What the acknowledgment promises; the SLA clocks measure against it.
+    first_response: Duration
+
+
+def _default_severities() -> dict[int, SeverityLevel]:
+    return {
+        1: SeverityLevel(label="critical", first_response=timedelta(hours=1)),
+        2: SeverityLevel(label="high", first_response=timedelta(hours=4)),
+        3: SeverityLevel(label="normal", first_response=timedelta(days=1)),
+    }
+
+
+class Settings(_Strict):
+    database: str = "sqlite:///mailflow.db"
+    timezone: str = "UTC"
+    support_address: str = "support@example.test"
+    # Display name on the mail we send.
+    from_name: str = "Support"
+    # Other addresses that are ours: mail from them never opens a ticket or gets an ack.
+    own_addresses: list[str] = Field(default_factory=list)
+    ticket_prefix: str = Field(default="SUP", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+    imap: ImapSettings = Field(default_factory=ImapSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    acknowledgment: AckSettings = Field(default_factory=AckSettings)
+    severities: dict[int, SeverityLevel] = Field(default_factory=_default_severities)
+    rules_dir: Path = Path("rules")
+    templates_dir: Path = Path("templates")
+    # A reply to a ticket closed longer ago than this opens a new, linked ticket.
+    reopen_window: Duration = timedelta(days=30)
+    # Attachments above this size are not kept as attachments; the ticket says so.
+    max_attachment_size: int = Field(default=10 * 1024 * 1024, ge=0)
+    # Where the config file lives; relative paths above are resolved against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown time zone (got "{v}")') from None
+        return v
+
+    @field_validator("support_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if "@" not in v or v.startswith("@") or v.endswith("@") or any(c in v for c in " \r\n"):
+            raise ValueError(f'must be an email address (got "{v}")')
+        return v.lower()
+
+    @field_validator("severities")
+    @classmethod
+    def _three_levels(cls, v: dict[int, SeverityLevel]) -> dict[int, SeverityLevel]:
+        if set(v) != {1, 2, 3}:
+            raise ValueError("must define exactly the severities 1, 2 and 3")
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def domain(self) -> str:
+        return self.support_address.rpartition("@")[2]
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def rules_path(self) -> Path:
+        return self.path(self.rules_dir)
+
+    @property
+    def templates_path(self) -> Path:
+        return self.path(self.templates_dir)
+
+    @property
+    def database_url(self) -> str:
+        """SQLite paths are relative to the config file, not the caller's cwd."""
+        prefix = "sqlite:///"
+        if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
+            rest = self.database[len(prefix) :]
+            if rest and rest != ":memory:" and not rest.startswith("file:"):
+                return prefix + str((self.base_dir / rest).resolve())
+        return self.database
+
+    def all_own_addresses(self) -> frozenset[str]:
+        return frozenset({self.support_address, *(a.lower() for a in self.own_addresses)})
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """Turn one pydantic error into the sentence an administrator can act on."""
+    loc = [str(p) for p in err["loc"]]
+    kind = err["type"]
+    value = err.get("input")
+    secret = any(p in _SECRET_KEYS for p in loc)
+    shown = "(hidden)" if secret else (f'"{value}"' if isinstance(value, str) else repr(value))
+    if kind == "missing":
+        msg = "is required"
+    elif kind == "extra_forbidden":
+        msg = "unknown key"
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        msg = f"must be an integer (got {shown})"
+    elif kind in ("bool_parsing", "bool_type"):
+        msg = f"must be true or false (got {shown})"
+    elif kind in ("string_type",):
+        msg = f"must be text (got {shown})"
+    elif kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        msg = f"must be one of {expected} (got {shown})"
+    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        msg = f"{err['msg'].lower()} (got {shown})"
+    elif kind == "string_pattern_mismatch":
+        msg = f"has the wrong form (got {shown})"
+    elif kind in ("list_type",):
+        msg = f"must be a list (got {shown})"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"must be a mapping of keys (got {shown})"
+    elif kind == "value_error":
+        msg = str(err.get("ctx", {}).get("error", err["msg"]))
+    else:
+        msg = err["msg"] if secret else f"{err['msg']} (got {shown})"
+    # Value errors raised by model validators have no field: name the section.
+    return f"{'.'.join(loc) or '(top level)'}: {msg}"
+
+
+def validate(data: Any, source: str = "mailflow.yaml", base_dir: Path | None = None) -> Settings:
+    """Validate already-loaded YAML; raise :class:`ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the file must be a mapping of keys"])
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{source}: {_describe(e)}" for e in exc.errors(include_url=False)]
+        ) from None
+    return settings.model_copy(update={"base_dir": base_dir or Path(".")})
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load(path: Path) -> Settings:
+    """Read and validate a config file; every failure is a :class:`ConfigError`."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{name}: no such file (create one with `mailflow init`, or pass --config)"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{name}{where}: {problem}"]) from None
+    return validate(data, source=path.name, base_dir=path.parent.resolve())

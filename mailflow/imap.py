@@ -1,0 +1,242 @@
+"""One IMAP folder, watched: fetch new mail in batches, hand it to ingest, mark it done.
+
+imapclient is blocking, so a watcher runs in its own thread (the daemon starts one per
+folder). The order of effects is the whole point of this module:
+
+1. fetch a batch (``BODY.PEEK[]``: nothing changes on the server);
+2. ingest commits tickets, events, outbox rows *and the checkpoint* together;
+3. only then mark the batch processed (MOVE to ``processed_folder``, or ``\\Seen`` plus
+   the ``$MailflowProcessed`` keyword).
+
+A crash between 2 and 3 leaves unmarked mail whose UIDs are at or below the
+checkpoint: the next cycle marks those without ingesting them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailflow.classify.reloader import RulesHolder
+from mailflow.clock import Clock
+from mailflow.config import ImapSettings, MailboxSettings
+from mailflow.ingest import Fetched, Ingestor
+from mailflow.store.db import transaction
+from mailflow.store.models import MailboxCheckpoint
+
+log = logging.getLogger(__name__)
+
+PROCESSED_KEYWORD = b"$MailflowProcessed"
+# RFC 2177: servers may drop an IDLE after 30 minutes; re-issue well before.
+IDLE_RENEW_SECONDS = 29 * 60
+NETWORK_ERRORS = (OSError, socket.error, IMAPClientError, ssl.SSLError, EOFError)
+
+
+@dataclass
+class CycleResult:
+    fetched: int = 0
+    marked: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    new_outbox: int = 0
+
+
+def backoff_delays(initial: float = 1.0, cap: float = 60.0) -> Iterator[float]:
+    delay = initial
+    while True:
+        yield delay
+        delay = min(cap, delay * 2)
+
+
+class MailboxWatcher:
+    def __init__(self, imap: ImapSettings, mailbox: MailboxSettings, ingestor: Ingestor,
+                 rules: RulesHolder, clock: Clock,
+                 on_outbox: Callable[[int], None] | None = None):
+        self.imap = imap
+        self.mailbox = mailbox
+        self.ingestor = ingestor
+        self.rules = rules
+        self.clock = clock
+        self.on_outbox = on_outbox
+        self.client: IMAPClient | None = None
+        self.key = f"{imap.username or ''}@{imap.host}:{imap.port}/{mailbox.folder}"
+
+    # -- connection ---------------------------------------------------------------------
+    def connect(self) -> IMAPClient:
+        st = self.imap
+        context = ssl.create_default_context()
+        client = IMAPClient(st.host, port=st.port, ssl=st.security == "ssl",
+                            ssl_context=context if st.security == "ssl" else None,
+                            timeout=st.timeout.total_seconds())
+        try:
+            if st.security == "starttls":
+                client.starttls(context)
+            client.login(st.username or "", st.secret() or "")
+            client.normalise_times = False  # aware INTERNALDATEs, not local naive ones
+            mb = self.mailbox
+            if mb.processed_folder and not client.folder_exists(mb.processed_folder):
+                client.create_folder(mb.processed_folder)
+        except BaseException:
+            _close(client)
+            raise
+        self.client = client
+        log.info("connected to IMAP %s:%s as %s, folder %s", st.host, st.port, st.username,
+                 self.mailbox.folder)
+        return client
+
+    def close(self) -> None:
+        if self.client is not None:
+            _close(self.client)
+            self.client = None
+
+    # -- one cycle -------------------------------------------------------------------------
+    def cycle(self) -> CycleResult:
+        """Process everything waiting in the folder now; return what happened."""
+        client = self.client or self.connect()
+        info = client.select_folder(self.mailbox.folder)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        result = CycleResult()
+        last_uid = self._checkpoint(uidvalidity)
+        pending = sorted(self._unprocessed(client))
+        # Committed before a crash but never marked: mark now, ingest nothing.
+        leftover = [u for u in pending if u <= last_uid]
+        if leftover:
+            log.warning("%s: %d message(s) were committed but not marked processed "
+                        "(crash or lost connection); marking them now", self.key, len(leftover))
+            self._mark(client, leftover)
+            result.marked += len(leftover)
+        fresh = [u for u in pending if u > last_uid]
+        size = self.imap.batch_size
+        for i in range(0, len(fresh), size):
+            uids = fresh[i : i + size]
+            batch = self._fetch(client, uids)
+            self.rules.refresh()
+            res = self.ingestor.ingest(self.key, uidvalidity, batch, self.rules.current,
+                                       self.clock.now())
+            result.fetched += len(batch)
+            result.outcomes.update(res.outcomes)
+            result.new_outbox += res.new_outbox
+            if res.new_outbox and self.on_outbox:
+                self.on_outbox(res.new_outbox)
+            self._mark(client, res.done_uids)
+            result.marked += len(res.done_uids)
+        return result
+
+    def _checkpoint(self, uidvalidity: int) -> int:
+        with transaction(self.ingestor.sessions) as s:
+            cp = s.get(MailboxCheckpoint, self.key)
+            if cp is None:
+                return 0
+            if cp.uidvalidity != uidvalidity:
+                log.warning("%s: UIDVALIDITY changed from %s to %s: re-scanning the folder; "
+                            "messages already stored are recognised and not duplicated",
+                            self.key, cp.uidvalidity, uidvalidity)
+                return 0
+            return int(cp.last_uid)
+
+    def _unprocessed(self, client: IMAPClient) -> list[int]:
+        if self.mailbox.processed_folder:
+            return [int(u) for u in client.search("ALL")]
+        return [int(u) for u in client.search(["UNKEYWORD", PROCESSED_KEYWORD.decode()])]
+
+    def _fetch(self, client: IMAPClient, uids: list[int]) -> list[Fetched]:
+        data = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+        out = []
+        for uid in uids:
+            item = data.get(uid)
+            if item is None:
+                continue  # expunged by someone else between SEARCH and FETCH
+            raw = item.get(b"BODY[]") or b""
+            when = item.get(b"INTERNALDATE")
+            if isinstance(when, datetime) and when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            out.append(Fetched(uid, raw, when if isinstance(when, datetime) else None))
+        return out
+
+    def _mark(self, client: IMAPClient, uids: list[int]) -> None:
+        if not uids:
+            return
+        target = self.mailbox.processed_folder
+        if target:
+            if client.has_capability("MOVE"):
+                client.move(uids, target)
+            else:
+                client.copy(uids, target)
+                client.delete_messages(uids)
+                if client.has_capability("UIDPLUS"):
+                    client.uid_expunge(uids)
+                else:
+                    client.expunge()
+        else:
+            client.add_flags(uids, [b"\\Seen", PROCESSED_KEYWORD])
+
+    # -- waiting ------------------------------------------------------------------------------
+    def wait_for_mail(self, stop: threading.Event) -> None:
+        """IDLE until the server reports new mail (or poll), waking for ``stop``."""
+        client = self.client
+        assert client is not None
+        if self.imap.idle and client.has_capability("IDLE"):
+            client.idle()
+            started = time.monotonic()
+            try:
+                while not stop.is_set():
+                    responses = client.idle_check(timeout=1)
+                    if any(_is_new_mail(r) for r in responses):
+                        return
+                    if time.monotonic() - started > IDLE_RENEW_SECONDS:
+                        return
+            finally:
+                client.idle_done()
+        else:
+            stop.wait(self.imap.poll_interval.total_seconds())
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop``: never exits on a network error, backs off instead."""
+        delays = backoff_delays()
+        while not stop.is_set():
+            try:
+                if self.client is None:
+                    self.connect()
+                    delays = backoff_delays()
+                res = self.cycle()
+                if res.fetched or res.marked:
+                    log.info("%s: fetched %d, marked %d, outcomes %s", self.key, res.fetched,
+                             res.marked, dict(res.outcomes))
+                self.wait_for_mail(stop)
+            except NETWORK_ERRORS as exc:
+                self.close()
+                delay = next(delays)
+                log.warning("%s: IMAP connection problem (%s: %s); reconnecting in %.0fs",
+                            self.key, type(exc).__name__, exc, delay)
+                stop.wait(delay)
+            except SQLAlchemyError as exc:
+                # The database is down or locked: nothing was marked, nothing is lost.
+                delay = next(delays)
+                log.error("%s: database error (%s); retrying in %.0fs", self.key, exc, delay)
+                stop.wait(delay)
+        self.close()
+
+
+def _is_new_mail(response: Any) -> bool:
+    return isinstance(response, tuple) and len(response) >= 2 and response[1] in (
+        b"EXISTS", b"RECENT")
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - closing a dead connection must not raise
+        with contextlib.suppress(Exception):
+            client.shutdown()

@@ -1,0 +1,225 @@
+"""Which ticket a message belongs to, and why: pure, over facts the store gathered.
+
+Trust order (issue 3): our own reply token, then In-Reply-To/References naming a
+Message-ID we stored or sent, then a ``[SUP-123]`` subject tag from a participant of
+that ticket, else a new ticket. There is no fuzzy subject matching across senders: a
+stranger must not be able to write into someone else's ticket by guessing a number.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from mailflow.autoresponse import is_own
+from mailflow.parse import Incoming
+
+_TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+_OUR_ID = re.compile(r"^mf\.(\d+)\.([a-z2-9]{12})\.[A-Za-z0-9]+@")
+_OUR_ID_ANYWHERE = re.compile(r"<?mf\.(\d+)\.([a-z2-9]{12})\.[A-Za-z0-9]+@[^>\s]+>?")
+
+
+def new_token() -> str:
+    """12 characters from 32: 60 bits, not guessable by trying."""
+    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+
+
+def message_id_for(ticket_id: int | None, token: str | None, domain: str) -> str:
+    """Our Message-IDs carry the ticket and its token, so a reply threads back even
+    when the client drops our Reply-To (trust level 1)."""
+    nonce = secrets.token_hex(8)
+    if ticket_id is None or token is None:
+        return f"mf.0.{nonce}@{domain}"
+    return f"mf.{ticket_id}.{token}.{nonce}@{domain}"
+
+
+def reply_address(support_address: str, ticket_id: int, token: str) -> str:
+    local, _, domain = support_address.partition("@")
+    return f"{local}+{ticket_id}.{token}@{domain}"
+
+
+def token_in_address(addr: str, support_address: str) -> tuple[int, str] | None:
+    local, _, domain = addr.lower().partition("@")
+    s_local, _, s_domain = support_address.partition("@")
+    base, plus, tag = local.partition("+")
+    if not plus or base != s_local or domain != s_domain:
+        return None
+    num, dot, token = tag.partition(".")
+    if not dot or not num.isdigit() or len(token) != 12:
+        return None
+    return int(num), token
+
+
+def token_in_message_id(mid: str) -> tuple[int, str] | None:
+    m = _OUR_ID.match(mid)
+    return (int(m.group(1)), m.group(2)) if m and m.group(1) != "0" else None
+
+
+def our_ids_in_text(text: str) -> list[tuple[int, str]]:
+    """Our Message-IDs quoted inside a non-standard bounce's text."""
+    return [(int(a), b) for a, b in _OUR_ID_ANYWHERE.findall(text) if a != "0"]
+
+
+def subject_tags(subject: str, prefix: str) -> list[int]:
+    return [int(n) for n in re.findall(rf"\[{re.escape(prefix)}-(\d{{1,12}})\]", subject)]
+
+
+class Action(StrEnum):
+    JOIN = "join"  # add to an open ticket
+    REOPEN = "reopen"  # add to a resolved/closed ticket and reopen it
+    NEW = "new"  # open a new ticket
+    NEW_LINKED = "new-linked"  # open a new ticket linked to an older one
+    OWN_MAIL = "own-mail"  # our own mail came back: never a ticket
+    BOUNCE = "bounce"  # a delivery report for mail we sent
+    UNMATCHED_BOUNCE = "unmatched-bounce"
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    id: int
+    status: str
+    reply_token: str
+    closed_at: datetime | None
+    participants: frozenset[str]
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What the store knows that linking needs, gathered per batch in few queries."""
+
+    tickets: Mapping[int, TicketFacts] = field(default_factory=dict)
+    # Message-ID (without <>) -> ticket, for every message stored or sent.
+    message_ids: Mapping[str, int] = field(default_factory=dict)
+    # Message-IDs that we sent (outbox): a copy of one coming back is our own mail.
+    sent_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    support_address: str
+    own_addresses: frozenset[str]
+    prefix: str
+    reopen_window: timedelta
+
+
+@dataclass(frozen=True)
+class LinkDecision:
+    action: Action
+    ticket_id: int | None
+    reason: str
+    linked_to: int | None = None
+
+
+def candidate_ticket_ids(msg: Incoming, policy: LinkPolicy) -> set[int]:
+    """Ticket numbers this message might name, for the store to look up in one go."""
+    ids: set[int] = set(subject_tags(msg.subject, policy.prefix))
+    for addr in msg.recipients:
+        tok = token_in_address(addr, policy.support_address)
+        if tok:
+            ids.add(tok[0])
+    for mid in _referenced(msg):
+        tok = token_in_message_id(mid)
+        if tok:
+            ids.add(tok[0])
+    if msg.report and msg.report.original_message_id:
+        tok = token_in_message_id(msg.report.original_message_id)
+        if tok:
+            ids.add(tok[0])
+    return ids
+
+
+def _referenced(msg: Incoming) -> list[str]:
+    # In-Reply-To first: it names the message actually answered.
+    out = [msg.in_reply_to] if msg.in_reply_to else []
+    out.extend(reversed(msg.references))
+    return out
+
+
+def _valid_token(facts: LinkFacts, found: tuple[int, str] | None) -> int | None:
+    if not found:
+        return None
+    t = facts.tickets.get(found[0])
+    return t.id if t and secrets.compare_digest(t.reply_token, found[1]) else None
+
+
+def _continue(ticket: TicketFacts, how: str, now: datetime, policy: LinkPolicy) -> LinkDecision:
+    if ticket.status == "closed":
+        if ticket.closed_at and now - ticket.closed_at > policy.reopen_window:
+            return LinkDecision(
+                Action.NEW_LINKED,
+                None,
+                f"{how}, but it was closed more than the reopen window ago",
+                linked_to=ticket.id,
+            )
+        return LinkDecision(Action.REOPEN, ticket.id, f"{how}; the ticket was closed")
+    if ticket.status == "resolved":
+        return LinkDecision(Action.REOPEN, ticket.id, f"{how}; the ticket was resolved")
+    return LinkDecision(Action.JOIN, ticket.id, how)
+
+
+def decide(msg: Incoming, facts: LinkFacts, policy: LinkPolicy, now: datetime) -> LinkDecision:
+    # Our own mail coming back (a copy, a loop through an alias) is never a ticket.
+    if (msg.message_id and msg.message_id in facts.sent_ids) or (
+        msg.from_addr and is_own(msg.from_addr, policy.own_addresses)
+    ):
+        return LinkDecision(Action.OWN_MAIL, facts.message_ids.get(msg.message_id or ""),
+                            "sent by mailflow (own address or own Message-ID)")
+
+    if msg.report is not None:
+        return _bounce(msg, facts)
+
+    # 1. Our reply token, in the address the customer replied to or our Message-IDs.
+    for addr in msg.recipients:
+        tid = _valid_token(facts, token_in_address(addr, policy.support_address))
+        if tid is not None:
+            return _continue(facts.tickets[tid], f"reply token in address {addr}", now, policy)
+    for mid in _referenced(msg):
+        tid = _valid_token(facts, token_in_message_id(mid))
+        if tid is not None:
+            return _continue(facts.tickets[tid], "reply token in a referenced Message-ID", now,
+                             policy)
+
+    # 2. In-Reply-To / References naming a message we stored or sent.
+    for mid in _referenced(msg):
+        tid = facts.message_ids.get(mid)
+        if tid is not None and tid in facts.tickets:
+            return _continue(facts.tickets[tid], f"references <{mid}>", now, policy)
+
+    # 3. A subject tag, only from a participant of that ticket.
+    tags = subject_tags(msg.subject, policy.prefix)
+    for n in tags:
+        t = facts.tickets.get(n)
+        if t and msg.from_addr in t.participants:
+            return _continue(t, f"subject tag [{policy.prefix}-{n}] from a participant", now,
+                             policy)
+    for n in tags:
+        if n in facts.tickets:
+            return LinkDecision(
+                Action.NEW_LINKED,
+                None,
+                f"subject names [{policy.prefix}-{n}] but {msg.from_addr or 'the sender'} "
+                "is not a participant of it",
+                linked_to=n,
+            )
+
+    # 4. Otherwise: a new ticket.
+    return LinkDecision(Action.NEW, None, "no reply token, known reference or subject tag")
+
+
+def _bounce(msg: Incoming, facts: LinkFacts) -> LinkDecision:
+    assert msg.report is not None
+    candidates = [msg.report.original_message_id] if msg.report.original_message_id else []
+    candidates += _referenced(msg)
+    for mid in candidates:
+        if mid in facts.sent_ids or mid in facts.message_ids:
+            return LinkDecision(Action.BOUNCE, facts.message_ids.get(mid),
+                                f"delivery report for <{mid}>")
+        tid = _valid_token(facts, token_in_message_id(mid))
+        if tid is not None:
+            return LinkDecision(Action.BOUNCE, tid, f"delivery report for <{mid}>")
+    return LinkDecision(Action.UNMATCHED_BOUNCE, None,
+                        "delivery report that names no mail we sent")

@@ -1,0 +1,292 @@
+"""A real mail stack on loopback: Dovecot (IMAP + LMTP) and an SMTP server in front.
+
+Used by the test suite and by ``mailflow demo``. Mail sent over SMTP really arrives in
+the recipient's IMAP INBOX, so a test checks what a customer *receives*. The recipe
+and its pitfalls are in shared/docs/mailstack.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imapclient import IMAPClient
+
+DOVECOT_CONF = """\
+base_dir = {root}/run
+state_dir = {root}/run/state
+instance_name = mailflow-{tag}
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+log_path = {root}/log/dovecot.log
+mail_location = maildir:{root}/mail/%u
+mail_uid = dovecot
+mail_gid = dovecot
+first_valid_uid = 0
+default_login_user = dovenull
+default_internal_user = dovecot
+default_internal_group = dovecot
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={root}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  chroot =
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+service anvil {{
+  chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+protocol imap {{
+  mail_max_userip_connections = 200
+}}
+auth_failure_delay = 0
+"""
+
+PASSWORD = "secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_dovecot() -> str:
+    """Path to the dovecot binary, installing Debian's packages when missing (as root)."""
+    found = shutil.which("dovecot") or (
+        "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError("dovecot is not installed; run: sudo apt-get install "
+                           "dovecot-imapd dovecot-lmtpd")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "dovecot-imapd", "dovecot-lmtpd"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    return "/usr/sbin/dovecot"
+
+
+class LmtpRelay:
+    """aiosmtpd handler: deliver each accepted message into Dovecot over LMTP.
+
+    ``fail_with`` makes the server answer every DATA with that reply (e.g. "451 4.3.0
+    try later") so tests can show the outbox retrying. One LMTP transaction per
+    recipient: smtplib.LMTP reads only the first of LMTP's per-recipient replies.
+    """
+
+    def __init__(self, lmtp_port: int):
+        self.lmtp_port = lmtp_port
+        self.fail_with: str | None = None
+        self.reject: dict[str, str] = {}
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.lower() in self.reject:
+            return self.reject[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.fail_with:
+            return self.fail_with
+        content: bytes = envelope.original_content
+
+        def deliver() -> dict[str, str]:
+            refused = {}
+            for rcpt in envelope.rcpt_tos:
+                try:
+                    with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
+                        lmtp.sendmail(envelope.mail_from, [rcpt], content)
+                except smtplib.SMTPRecipientsRefused:
+                    refused[rcpt] = "unknown user"
+            return refused
+
+        refused = await asyncio.get_running_loop().run_in_executor(None, deliver)
+        if refused and len(refused) == len(envelope.rcpt_tos):
+            return "550 5.1.1 no such user"
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), content))
+        return "250 OK queued"
+
+
+@dataclass
+class MailStack:
+    root: Path
+    users: list[str] = field(default_factory=lambda: [
+        "support@example.test", "tier2@example.test", "customer@example.test"])
+    imap_port: int = 0
+    lmtp_port: int = 0
+    smtp_port: int = 0
+    relay: LmtpRelay | None = None
+    _controller: Any = None
+
+    @classmethod
+    def create(cls, root: Path | None = None, users: list[str] | None = None) -> MailStack:
+        root = Path(root or tempfile.mkdtemp(prefix="mailflow-stack-"))
+        stack = cls(root=root)
+        if users:
+            stack.users = list(users)
+        return stack
+
+    # -- Dovecot -----------------------------------------------------------------------
+    def start(self) -> MailStack:
+        dovecot = ensure_dovecot()
+        self._dovecot = dovecot
+        r = self.root
+        for d in ("run", "log", "mail"):
+            (r / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(r, 0o755)
+        shutil.chown(r / "mail", "dovecot", "dovecot")
+        self.imap_port = self.imap_port or free_port()
+        self.lmtp_port = self.lmtp_port or free_port()
+        self._write_users()
+        (r / "dovecot.conf").write_text(DOVECOT_CONF.format(
+            root=r, tag=r.name, imap_port=self.imap_port, lmtp_port=self.lmtp_port))
+        self.start_dovecot()
+        self.start_smtp()
+        return self
+
+    def _write_users(self) -> None:
+        lines = "".join(f"{u}:{{PLAIN}}{PASSWORD}::::::\n" for u in self.users)
+        (self.root / "users").write_text(lines)
+
+    def add_user(self, user: str) -> None:
+        if user not in self.users:
+            self.users.append(user)
+            self._write_users()
+            time.sleep(1.2)  # Dovecot re-reads the users file at most once a second
+
+    def start_dovecot(self) -> None:
+        pidfile = self.root / "run" / "master.pid"
+        pidfile.unlink(missing_ok=True)
+        with open(self.root / "log" / "stderr.log", "ab") as err:
+            subprocess.run([self._dovecot, "-c", str(self.root / "dovecot.conf")],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                           check=True)
+        _wait_port(self.imap_port)
+        _wait_port(self.lmtp_port)
+
+    def stop_dovecot(self) -> None:
+        pidfile = self.root / "run" / "master.pid"
+        if not pidfile.exists():
+            return
+        pid = int(pidfile.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        pidfile.unlink(missing_ok=True)
+
+    # -- SMTP ---------------------------------------------------------------------------
+    def start_smtp(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        if self.relay is None:
+            self.relay = LmtpRelay(self.lmtp_port)
+        self.smtp_port = self.smtp_port or free_port()
+        self._controller = Controller(self.relay, hostname="127.0.0.1", port=self.smtp_port)
+        self._controller.start()
+
+    def stop_smtp(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def stop(self) -> None:
+        self.stop_smtp()
+        self.stop_dovecot()
+
+    # -- helpers for tests and the demo -------------------------------------------------
+    def imap(self, user: str) -> IMAPClient:
+        c = IMAPClient("127.0.0.1", port=self.imap_port, ssl=False, timeout=30)
+        c.login(user, PASSWORD)
+        return c
+
+    def append(self, user: str, messages: list[bytes], folder: str = "INBOX") -> None:
+        with self.imap(user) as c:
+            if not c.folder_exists(folder):
+                c.create_folder(folder)
+            for raw in messages:
+                c.append(folder, raw)
+
+    def messages(self, user: str, folder: str = "INBOX") -> list[bytes]:
+        """Everything in a user's folder, oldest first."""
+        with self.imap(user) as c:
+            if not c.folder_exists(folder):
+                return []
+            c.select_folder(folder, readonly=True)
+            uids = c.search("ALL")
+            if not uids:
+                return []
+            data = c.fetch(uids, ["BODY.PEEK[]"])
+            return [data[u][b"BODY[]"] for u in sorted(data)]
+
+    def wait_for(self, user: str, count: int, timeout: float = 10.0,
+                 folder: str = "INBOX") -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.messages(user, folder)
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def settings_yaml(self, database: str, extra: str = "") -> str:
+        return (
+            f"database: {database}\n"
+            f"support_address: support@example.test\n"
+            f"imap:\n  host: 127.0.0.1\n  port: {self.imap_port}\n  security: none\n"
+            f"  username: support@example.test\n  password_env: MAILFLOW_IMAP_PASSWORD\n"
+            f"smtp:\n  host: 127.0.0.1\n  port: {self.smtp_port}\n  security: none\n"
+            + extra
+        )
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing is listening on 127.0.0.1:{port} after {timeout}s")

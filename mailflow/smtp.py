@@ -1,0 +1,79 @@
+"""SMTP delivery with aiosmtplib: the only module that speaks SMTP.
+
+Errors come out as two kinds the outbox can act on: temporary (4xx, connection
+trouble: retry later) and permanent (5xx: record and stop).
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+import aiosmtplib
+
+from mailflow.config import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, permanent: bool):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class SmtpTransport:
+    """One SMTP connection, reused for a batch of mail (``async with``)."""
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def __aenter__(self) -> SmtpTransport:
+        st = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=st.host,
+            port=st.port,
+            use_tls=st.security == "ssl",
+            start_tls=st.security == "starttls",
+            timeout=st.timeout.total_seconds(),
+        )
+        try:
+            await client.connect()
+            if st.username:
+                await client.login(st.username, st.secret() or "")
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # The server's words, never the password.
+            raise DeliveryError(f"SMTP login as {st.username} refused: {exc.code} "
+                                f"{exc.message}", permanent=False) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"cannot connect to SMTP {st.host}:{st.port}: {exc}",
+                                permanent=False) from None
+        self.client = client
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.client is not None and self.client.is_connected:
+            try:
+                await self.client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                self.client.close()
+        self.client = None
+
+    async def send(self, mail_from: str, recipient: str, raw: bytes) -> str:
+        """Send one message; return the server's answer to DATA (its 250 line)."""
+        assert self.client is not None, "use `async with SmtpTransport(...)`"
+        try:
+            errors, answer = await self.client.sendmail(mail_from, [recipient], raw)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            r = exc.recipients[0]
+            raise DeliveryError(f"{r.code} {r.message}", permanent=r.code >= 500) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP connection failed: {exc}", permanent=False) from None
+        if errors:
+            code, message = next(iter(errors.values()))
+            raise DeliveryError(f"{code} {message}", permanent=code >= 500)
+        return answer

@@ -1,0 +1,239 @@
+"""The database schema, as typed SQLAlchemy 2.0 models.
+
+Shaped for the roadmap: the ticket carries the fields referrals, SLA clocks and the
+digest read; every state change is an append-only :class:`TicketEvent` (the audit trail
+the digest and escalation reports are computed from); every mail we send is an
+:class:`OutboxRow` written in the same transaction as its cause.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+# Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would otherwise drop the zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    # The ticket number is the primary key: allocation is atomic on every backend and
+    # several workers can never hand out the same number.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    requester: Mapped[str] = mapped_column(String(320), index=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    severity: Mapped[int] = mapped_column(SmallInteger)
+    category: Mapped[str] = mapped_column(String(24))
+    owner_group: Mapped[str | None] = mapped_column(String(100), default=None)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    # Unguessable part of our reply address and Message-IDs (trust level 1 threading).
+    reply_token: Mapped[str] = mapped_column(String(32))
+    linked_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id"), default=None, index=True
+    )
+    rules_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+    last_customer_at: Mapped[datetime | None] = mapped_column(default=None)
+    first_response_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    participants: Mapped[list[Participant]] = relationship(
+        back_populates="ticket", cascade="all, delete-orphan"
+    )
+
+
+class Participant(Base):
+    """Who may write into a ticket by naming its tag: requester, cc'd people, tiers."""
+
+    __tablename__ = "ticket_participants"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    role: Mapped[str] = mapped_column(String(24))
+    ticket: Mapped[Ticket] = relationship(back_populates="participants")
+
+    __table_args__ = (Index("ix_ticket_participants_address", "address"),)
+
+
+class StoredMessage(Base):
+    """Every message we took in or sent, with its raw bytes (nothing is ever dropped)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
+    # Why the message is where it is: ticket, own-mail, bounce, auto.
+    disposition: Mapped[str] = mapped_column(String(24), default="ticket")
+    mailbox: Mapped[str | None] = mapped_column(String(255), default=None)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    uid: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    # Message-ID plus a body hash (or a content hash without Message-ID): unique, so the
+    # same mail seen twice (a crash before flagging, a UIDVALIDITY reset) is stored once.
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text, default=None)
+    references: Mapped[list[str]] = mapped_column(default=list)
+    from_addr: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(Text, default="")
+    to_addrs: Mapped[list[str]] = mapped_column(default=list)
+    cc_addrs: Mapped[list[str]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    received_at: Mapped[datetime]
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    body_text: Mapped[str] = deferred(mapped_column(Text, default=""))
+    flags: Mapped[list[str]] = mapped_column(default=list)
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+    attachments: Mapped[list[Attachment]] = relationship(cascade="all, delete-orphan")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(Text, default="")
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    # False when it exceeded max_attachment_size: the raw message still holds it.
+    kept: Mapped[bool] = mapped_column(default=True)
+
+
+class TicketEvent(Base):
+    """Append-only audit trail: who or what changed a ticket, when, and why."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(320))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        Index("ix_ticket_events_ticket_id_id", "ticket_id", "id"),
+        Index("ix_ticket_events_kind_at", "kind", "at"),
+    )
+
+
+class OutboxRow(Base):
+    """One mail to send, committed with the state change that caused it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # e.g. "ack:17": a second attempt to queue the same mail fails on this constraint.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    # Fixed when queued: a retry resends the very same Message-ID.
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    template: Mapped[str] = mapped_column(String(100))
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Rendered once, at the first delivery attempt, and kept: retries send these bytes.
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_recipient_kind_created_at", "recipient", "kind", "created_at"),
+    )
+
+
+class Suppression(Base):
+    """An address that answered 5xx: no more mail to it until an administrator clears it."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class MailboxCheckpoint(Base):
+    __tablename__ = "mailbox_checkpoints"
+
+    mailbox: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class QuarantinedMessage(Base):
+    """Mail we could not turn into a ticket, kept byte for byte with the reason."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox: Mapped[str | None] = mapped_column(String(255))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    created_at: Mapped[datetime]
+    released_at: Mapped[datetime | None] = mapped_column(default=None)
