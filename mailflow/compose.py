@@ -24,8 +24,8 @@ from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
     TemplateError,
+    Template,
     TemplateSyntaxError,
-    UndefinedError,
 )
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -112,8 +112,10 @@ class Composer:
     def render(self, name: str, context: Mapping[str, Any]) -> tuple[str, str, str]:
         """Return (subject, text, html); raise TemplateProblem located at file:line."""
         txt_name, html_name = f"{name}.txt.j2", f"{name}.html.j2"
+        loaded: list[Template] = []
         try:
             txt = self.text_env.get_template(txt_name)
+            loaded.append(txt)
             tctx = txt.new_context(dict(context))
             if "subject" not in txt.blocks or "body" not in txt.blocks:
                 raise TemplateProblem(self.source_path(txt_name),
@@ -121,26 +123,15 @@ class Composer:
             subject = "".join(txt.blocks["subject"](tctx))
             text = "".join(txt.blocks["body"](tctx))
             html_t = self.html_env.get_template(html_name)
+            loaded.append(html_t)
             html = html_t.render(dict(context))
         except TemplateSyntaxError as exc:
             raise TemplateProblem(f"{exc.filename or exc.name}:{exc.lineno}", exc.message or
                                   "syntax error") from None
-        except UndefinedError as exc:
-            raise TemplateProblem(self._where(exc, txt_name), str(exc)) from None
         except TemplateError as exc:
-            raise TemplateProblem(self._where(exc, txt_name), str(exc)) from None
+            raise TemplateProblem(_where(exc, loaded, self.source_path(txt_name)),
+                                  str(exc)) from None
         return header_safe(subject), text.strip() + "\n", html
-
-    def _where(self, exc: BaseException, fallback: str) -> str:
-        """Find file:line of a runtime template error from the traceback."""
-        tb = exc.__traceback__
-        where = self.source_path(fallback)
-        while tb is not None:
-            fname = tb.tb_frame.f_code.co_filename
-            if fname.endswith(".j2"):
-                where = f"{fname}:{tb.tb_lineno}"
-            tb = tb.tb_next
-        return where
 
     def build(self, name: str, context: Mapping[str, Any], env: Envelope) -> EmailMessage:
         subject, text, html = self.render(name, context)
@@ -168,6 +159,20 @@ class Composer:
         msg.set_content(text, cte="quoted-printable")
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
         return msg
+
+
+def _where(exc: BaseException, templates: list[Template], fallback: str) -> str:
+    """file:line of a runtime template error: map the compiled frame back to the
+    template's own line (Jinja does this only for ``render()``)."""
+    by_file = {t.filename: t for t in templates if t.filename}
+    where = fallback
+    tb = exc.__traceback__
+    while tb is not None:
+        t = by_file.get(tb.tb_frame.f_code.co_filename)
+        if t is not None:
+            where = f"{t.filename}:{t.get_corresponding_lineno(tb.tb_lineno)}"
+        tb = tb.tb_next
+    return where
 
 
 # Sample data that `mailflow check` renders every template with.

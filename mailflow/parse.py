@@ -180,10 +180,22 @@ def normalize_address(addr: str) -> str:
     return addr.strip().strip("<>").lower()
 
 
+def _raw_values(msg: Message, name: str) -> list[str]:
+    """Header values as raw text: compat32's ``get()`` would turn raw 8-bit bytes into
+    an unknown-8bit Header and lose them."""
+    lname = name.lower()
+    return [v if isinstance(v, str) else str(v) for k, v in msg.raw_items() if k.lower() == lname]
+
+
+def _raw(msg: Message, name: str) -> str | None:
+    values = _raw_values(msg, name)
+    return values[0] if values else None
+
+
 def _addresses(msg: Message, *names: str) -> list[tuple[str, str]]:
     values: list[str] = []
     for name in names:
-        values.extend(_unsurrogate(str(v)) for v in msg.get_all(name, []))
+        values.extend(_unsurrogate(v) for v in _raw_values(msg, name))
     if not values:
         return []
     try:
@@ -307,7 +319,8 @@ def parse(raw: bytes, *, html_to_text: bool = True) -> Incoming:
     if not raw.strip():
         raise Unparseable("empty message")
     msg = message_from_bytes(raw, policy=compat32)
-    headers = tuple((k.lower(), v if isinstance(v, str) else str(v)) for k, v in msg.items())
+    headers = tuple((k.lower(), v if isinstance(v, str) else str(v))
+                    for k, v in msg.raw_items())
     if not headers:
         raise Unparseable("no header block: the data does not start with mail headers")
     names = {k for k, _ in headers}
@@ -319,9 +332,9 @@ def parse(raw: bytes, *, html_to_text: bool = True) -> Incoming:
 
     senders = _addresses(msg, "From") or _addresses(msg, "Sender")
     from_name, from_addr = senders[0] if senders else ("", "")
-    message_id = normalize_message_id(msg.get("Message-ID"))
-    subject = decode_text(msg.get("Subject"))
-    date_raw = _unsurrogate(str(msg.get("Date") or ""))
+    message_id = normalize_message_id(_raw(msg, "Message-ID"))
+    subject = decode_text(_raw(msg, "Subject"))
+    date_raw = _unsurrogate(_raw(msg, "Date") or "")
 
     text_parts: list[str] = []
     html_parts: list[str] = []
@@ -353,8 +366,8 @@ def parse(raw: bytes, *, html_to_text: bool = True) -> Incoming:
     if "\x00" in text:
         text = text.replace("\x00", "")
 
-    in_reply_to = normalize_message_id(msg.get("In-Reply-To"))
-    refs = tuple(_message_ids(_unsurrogate(str(msg.get("References") or ""))))
+    in_reply_to = normalize_message_id(_raw(msg, "In-Reply-To"))
+    refs = tuple(_message_ids(_unsurrogate(_raw(msg, "References") or "")))
     report = _report(msg) if ctype == "multipart/report" else None
     return Incoming(
         raw=raw,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 _WROTE = re.compile(
     r"^\s*(On\s.+\swrote|Am\s.+\sschrieb|Le\s.+\sa\s+écrit|El\s.+\sescribió|"
     r"Op\s.+\sschreef|Il\s.+\sha\s+scritto|Em\s.+\sescreveu|W\s+dniu\s.+\spisze|"
-    r"Den\s.+\sskrev|.+\s<[^>]+@[^>]+>\s+(wrote|schrieb|a écrit))\s*:\s*$",
+    r"Den\s.+\sskrev|.+\s<[^>]+@[^>]+>\s+(wrote|schrieb|a écrit))(\s[^:]*)?\s*:\s*$",
     re.IGNORECASE,
 )
 _ORIGINAL = re.compile(
