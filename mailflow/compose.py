@@ -23,8 +23,8 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
-    TemplateError,
     Template,
+    TemplateError,
     TemplateSyntaxError,
 )
 from jinja2.sandbox import SandboxedEnvironment
