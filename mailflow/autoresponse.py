@@ -7,6 +7,8 @@ why no acknowledgment went out.
 
 from __future__ import annotations
 
+import re
+
 from mailflow.parse import Incoming
 
 _ROBOT_LOCALPARTS = (
@@ -20,6 +22,16 @@ _ROBOT_LOCALPARTS = (
     "do_not_reply",
     "bounce",
     "bounces",
+)
+
+
+# Subjects that autoresponders use when they send no RFC 3834 header at all.
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(\[[^\]]{0,80}\]\s*)?\[?(auto[- ]?reply|automatic reply|auto[- ]?response|"
+    r"automatische antwort|"
+    r"abwesenheitsnotiz|out of (the )?office|r[ée]ponse automatique|respuesta autom[áa]tica|"
+    r"autosvar|automatyczna odpowied|.{0,40}automatiska atbilde)",
+    re.IGNORECASE,
 )
 
 
@@ -48,6 +60,8 @@ def suppress_reason(msg: Incoming, own_addresses: frozenset[str]) -> str | None:
             return f"autoresponder header ({name})"
     if (msg.header("X-Auto-Response-Suppress") or "").lower() in ("all", "autoreply", "oof"):
         return "sender asked for no automatic replies (X-Auto-Response-Suppress)"
+    if _AUTO_SUBJECT.match(msg.subject):
+        return f"autoresponder subject ({msg.subject[:40]!r})"
     return_path = msg.header("Return-Path")
     if return_path is not None and return_path.strip() in ("<>", ""):
         return "null return path (a bounce or other automatic mail)"

@@ -258,7 +258,7 @@ def _filename(part: Message) -> str:
 
 
 def _is_attachment(part: Message) -> bool:
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = (_raw(part, "Content-Disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
         return True
     ctype = part.get_content_type()
@@ -287,7 +287,7 @@ def _report(msg: Message) -> DeliveryReport | None:
         elif ctype in ("message/rfc822", "text/rfc822-headers") and original is None:
             inner = part.get_payload()
             if isinstance(inner, list) and inner:
-                original = normalize_message_id(inner[0].get("Message-ID"))
+                original = normalize_message_id(_raw(inner[0], "Message-ID"))
             elif isinstance(inner, str):
                 m = re.search(r"(?im)^message-id:\s*(<[^>]+>)", inner)
                 original = normalize_message_id(m.group(1)) if m else None

@@ -39,3 +39,10 @@ def test_dsn_gets_no_reply() -> None:
     raw = (b"From: someone@example.test\nContent-Type: multipart/report; boundary=B\n\n"
            b"--B\nContent-Type: text/plain\n\nx\n--B--\n")
     assert "report" in (suppress_reason(parse(raw), OWN) or "")
+
+
+@pytest.mark.parametrize("subject", ["Automatic reply: Printer", "AutoReply: FYI",
+                                     "[support #33575] AutoReply: FYI", "Out of Office: x",
+                                     "Abwesenheitsnotiz: Drucker"])
+def test_autoresponder_subjects_without_headers(subject: str) -> None:
+    assert "autoresponder subject" in (suppress_reason(parse(mail(subject=subject)), OWN) or "")

@@ -167,7 +167,8 @@ yaml_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=yaml_values)
 def test_no_rule_file_crashes_the_loader(tmp_path: Path, doc: object) -> None:
     d = tmp_path / "fuzz"
@@ -182,7 +183,8 @@ def test_no_rule_file_crashes_the_loader(tmp_path: Path, doc: object) -> None:
         rs.evaluate(_facts())
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=200))
 def test_arbitrary_text_never_crashes_the_loader(tmp_path: Path, text: str) -> None:
     d = tmp_path / "fuzz2"
