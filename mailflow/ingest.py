@@ -320,6 +320,19 @@ class _BatchWriter:
                                  message_id=msg.message_id))
         # Re-classify: severity may rise with new information, never drop silently.
         cls = self._classify(msg, received)
+        pending = self.pending.get(tid)
+        if pending is not None:  # opened earlier in this very batch: not inserted yet
+            self.updates.pop(tid, None)
+            pending.row["last_customer_at"] = received
+            if cls.severity < pending.row["severity"]:
+                self.events.append(event(
+                    tid, EventKind.SEVERITY_RAISED, self.now,
+                    summary=f"severity {pending.row['severity']} -> {cls.severity} by rules "
+                            f"{', '.join(cls.matched)}",
+                    previous=pending.row["severity"], severity=cls.severity,
+                    rules=list(cls.matched), rules_version=cls.version))
+                pending.row["severity"] = cls.severity
+            return
         upd["raise_to"] = min(upd.get("raise_to", 9), cls.severity)
         upd["raise_cls"] = cls
 
@@ -484,8 +497,7 @@ class _BatchWriter:
         def fix(tid: int | None) -> int | None:
             return real.get(tid, tid) if tid is not None and tid < 0 else tid
 
-        for tid, upd in self.updates.items():
-            self._apply_update(fix(tid) or tid, upd)
+        self._apply_updates({fix(t) or t: u for t, u in self.updates.items()})
         if self.messages:
             msg_rows = []
             for _, row, _atts in self.messages:
@@ -521,25 +533,44 @@ class _BatchWriter:
             if s.get(Suppression, addr) is None:
                 s.add(Suppression(address=addr, reason=reason[:2000], created_at=self.now))
 
-    def _apply_update(self, tid: int, upd: dict[str, Any]) -> None:
-        t = self.s.get(Ticket, tid)
-        if t is None:
+    def _apply_updates(self, updates: dict[int, dict[str, Any]]) -> None:
+        """One SELECT and one executemany UPDATE for every ticket the batch touched."""
+        if not updates:
             return
-        reopen = upd.pop("reopen", 0)
-        raise_to = upd.pop("raise_to", 9)
-        cls: Classification | None = upd.pop("raise_cls", None)
-        values: dict[str, Any] = dict(upd)
-        if reopen:
-            values["reopen_count"] = t.reopen_count + reopen
-        if raise_to < t.severity and cls is not None:
-            values["severity"] = raise_to
-            self.events.append(event(
-                tid, EventKind.SEVERITY_RAISED, self.now,
-                summary=f"severity {t.severity} -> {raise_to} by rules "
-                        f"{', '.join(cls.matched) or '(defaults)'}",
-                previous=t.severity, severity=raise_to, rules=list(cls.matched),
-                rules_version=cls.version))
-        self.s.execute(update(Ticket).where(Ticket.id == tid).values(**values))
+        current: dict[int, tuple[int, int]] = {}
+        for chunk in _chunks(sorted(updates)):
+            current.update((r.id, (r.severity, r.reopen_count)) for r in self.s.execute(
+                select(Ticket.id, Ticket.severity, Ticket.reopen_count)
+                .where(Ticket.id.in_(chunk))))
+        rows: list[dict[str, Any]] = []
+        for tid, upd in updates.items():
+            if tid not in current:
+                continue  # opened in this batch: its insert already has the latest values
+            severity, reopen_count = current[tid]
+            reopen = upd.pop("reopen", 0)
+            raise_to = upd.pop("raise_to", 9)
+            cls: Classification | None = upd.pop("raise_cls", None)
+            row: dict[str, Any] = {"id": tid, "reopen_count": reopen_count + reopen,
+                                   "severity": severity, **upd}
+            row.setdefault("status", None)
+            if raise_to < severity and cls is not None:
+                row["severity"] = raise_to
+                self.events.append(event(
+                    tid, EventKind.SEVERITY_RAISED, self.now,
+                    summary=f"severity {severity} -> {raise_to} by rules "
+                            f"{', '.join(cls.matched) or '(defaults)'}",
+                    previous=severity, severity=raise_to, rules=list(cls.matched),
+                    rules_version=cls.version))
+            rows.append(row)
+        # Rows with and without a reopen carry different columns: group by key set so
+        # each executemany is uniform.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["status"] is None:
+                del row["status"]
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for group in groups.values():
+            self.s.execute(update(Ticket), group)
 
 
 def _classified_event(tid: int, cls: Classification, at: datetime) -> dict[str, Any]:

@@ -49,6 +49,10 @@ class Reply:
 
 def _cut_index(lines: list[str]) -> int | None:
     for i, line in enumerate(lines):
+        # Every marker below contains ":", "-" or "_": most lines of prose skip all regexes.
+        if ":" not in line and "-" not in line and "_" not in line \
+                and not line.lstrip()[:3].lower().startswith(("on ", "am ", "le ")):
+            continue
         if _ORIGINAL.match(line) or _WROTE.match(line):
             return i
         if i + 1 < len(lines):

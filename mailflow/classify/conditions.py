@@ -25,6 +25,10 @@ class Facts:
     recipients: tuple[str, ...]
     subject: str
     body: str
+    # Lower-cased once per message: matching lower-cased text with case-sensitive
+    # patterns is 3-15x faster in Python's re than IGNORECASE on the original.
+    subject_lower: str
+    body_lower: str
     header: Callable[[str], str | None]
     attachments: tuple[AttachmentInfo, ...]
     local_time: datetime
@@ -37,6 +41,8 @@ class Facts:
             recipients=tuple(dict.fromkeys(msg.recipients)),
             subject=msg.subject,
             body=msg.new_text,
+            subject_lower=msg.subject.lower(),
+            body_lower=msg.new_text.lower(),
             header=msg.header,
             attachments=msg.attachments,
             local_time=local_time,
@@ -52,20 +58,46 @@ class Condition(Protocol):
 @dataclass(frozen=True)
 class TextMatcher:
     """``"words here"`` | ``{words: [down, outage]}`` | ``{regex: "disk (full|dead)"}``
-    | ``{contains: "exact phrase"}``; always case-insensitive."""
+    | ``{contains: "exact phrase"}``; always case-insensitive.
+
+    Patterns run on lower-cased text; ``needles`` (for word lists) are substrings of
+    which at least one must occur, checked before any regex runs."""
 
     pattern: re.Pattern[str]
     shown: str
+    needles: tuple[str, ...] = ()
 
-    def search(self, text: str) -> str | None:
-        m = self.pattern.search(text)
+    def search(self, lowered: str) -> str | None:
+        """Search text that the caller already lower-cased."""
+        if self.needles and not any(n in lowered for n in self.needles):
+            return None
+        m = self.pattern.search(lowered)
         return m.group(0) if m else None
 
 
+# Escapes whose meaning changes when lower-cased (\D vs \d ...): such patterns keep
+# IGNORECASE on lower-cased text instead of being lower-cased themselves.
+_CASE_ESCAPE = re.compile(r"\\[A-Z]")
+
+
+def regex_matcher(source: str) -> TextMatcher:
+    """Compile an administrator's regex; raises re.error for the loader to report."""
+    re.compile(source, re.IGNORECASE)  # validate as written
+    if _CASE_ESCAPE.search(source):
+        return TextMatcher(re.compile(source, re.IGNORECASE), f"/{source}/")
+    return TextMatcher(re.compile(source.lower()), f"/{source}/")
+
+
+def contains_matcher(phrase: str) -> TextMatcher:
+    low = phrase.lower()
+    return TextMatcher(re.compile(re.escape(low)), repr(phrase), (low,))
+
+
 def words_matcher(words: list[str]) -> TextMatcher:
-    alts = "|".join(re.escape(w.strip()) for w in words if w.strip())
-    return TextMatcher(re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE),
-                       f"words {', '.join(words)}")
+    lows = tuple(w.strip().lower() for w in words if w.strip())
+    alts = "|".join(re.escape(w) for w in lows)
+    return TextMatcher(re.compile(rf"(?<!\w)(?:{alts})(?!\w)"), f"words {', '.join(words)}",
+                       lows)
 
 
 @dataclass(frozen=True)
@@ -121,8 +153,7 @@ class TextIn:
     matcher: TextMatcher
 
     def test(self, f: Facts) -> tuple[bool, str]:
-        text = f.subject if self.field == "subject" else f.body
-        hit = self.matcher.search(text)
+        hit = self.matcher.search(f.subject_lower if self.field == "subject" else f.body_lower)
         if hit is not None:
             return True, f"{self.field} contains {hit!r}"
         return False, f"{self.field} has none of {self.matcher.shown}"
@@ -143,7 +174,7 @@ class HeaderIs:
             return hit, f"header {self.name} is {'present' if value is not None else 'absent'}"
         if value is None:
             return False, f"header {self.name} is absent"
-        found = self.matcher.search(value)
+        found = self.matcher.search(value.lower())
         return found is not None, f"header {self.name}: {value[:60]!r}"
 
 

@@ -29,6 +29,8 @@ from mailflow.classify.conditions import (
     SentTo,
     TextIn,
     TextMatcher,
+    contains_matcher,
+    regex_matcher,
     words_matcher,
 )
 from mailflow.classify.yamlsource import LocDict, LocList, YamlProblem, load_located
@@ -242,10 +244,10 @@ class _Builder:
             if kind == "words":
                 return self.text(value if isinstance(value, list) else [value], line, what)
             if kind == "contains" and isinstance(value, str) and value:
-                return TextMatcher(re.compile(re.escape(value), re.IGNORECASE), repr(value))
+                return contains_matcher(value)
             if kind == "regex" and isinstance(value, str):
                 try:
-                    return TextMatcher(re.compile(value, re.IGNORECASE), f"/{value}/")
+                    return regex_matcher(value)
                 except re.error as exc:
                     return self._bad(line, f"{what}: invalid regular expression {value!r}: {exc}")
         return self._bad(line, f"{what}: expected text, a word list, or one of "

@@ -93,3 +93,28 @@ def test_dsn_report_extracts_original() -> None:
     assert m.report is not None
     assert m.report.original_message_id == "mf.3.abc@example.test"
     assert m.report.recipients == ("gone@example.test",) and m.report.status == "5.1.1"
+
+
+@pytest.mark.parametrize("addr", [
+    "ann@example.test", "a.b+tag@sub.example.com", "x@bigcorp.example", "o'brien@x.ie",
+    "a..b@x.test", ".a@x.test", "a@x.invalid", "a@localhost", "a@x", "a@-x.test",
+    "a@x..test", "ann@exa_mple.test", "\u00e4nn@example.test", "a@x.test.",
+    "a" * 65 + "@x.test", "a@" + "b" * 64 + ".test", "a@x.local", "a@1.2.3.4"])
+def test_fast_address_check_agrees_with_email_validator(addr: str) -> None:
+    from mailflow.parse import _valid_address, _valid_address_full
+
+    assert _valid_address(addr) == _valid_address_full(addr)
+
+
+@pytest.mark.parametrize("value", [
+    "Ann <ann@x.test>", '"Doe, John" <j@x.test>', "=?utf-8?q?J=C3=B6rg?= <j@x.test>",
+    "a@b.test", "Ann Example <ANN@X.test>", "a@b.test, c@d.test", "x (comment) <a@b.test>",
+    "<a@b.test>", "Ann@x.test (Ann)", "undisclosed-recipients:;", '"a@b" <c@d.test>'])
+def test_fast_address_parse_agrees_with_getaddresses(value: str) -> None:
+    from email import message_from_string
+    from email.utils import getaddresses
+
+    from mailflow.parse import _addresses
+
+    want = [(decode_text(n), a.lower()) for n, a in getaddresses([value]) if a and "@" in a]
+    assert _addresses(message_from_string(f"To: {value}\n\nx"), "To") == want

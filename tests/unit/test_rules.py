@@ -194,3 +194,18 @@ def test_arbitrary_text_never_crashes_the_loader(tmp_path: Path, text: str) -> N
         load_rules(d)
     except RulesError as exc:
         assert exc.problems
+
+
+def test_regex_with_uppercase_escapes_keeps_its_meaning(tmp_path: Path) -> None:
+    d = _rules(tmp_path, r"""
+        rules:
+          - name: digits
+            when: {subject: {regex: "ERR\d+"}}
+            set: {tags: [d]}
+          - name: nondigits
+            when: {subject: {regex: "code\D"}}
+            set: {tags: [nd]}
+        """)
+    out = load_rules(d).evaluate(_facts(subject="err42 Code!"))
+    assert out.matched == ("digits", "nondigits")
+    assert load_rules(d).evaluate(_facts(subject="code7")).matched == ()
