@@ -200,10 +200,10 @@ def test_regex_with_uppercase_escapes_keeps_its_meaning(tmp_path: Path) -> None:
     d = _rules(tmp_path, r"""
         rules:
           - name: digits
-            when: {subject: {regex: "ERR\d+"}}
+            when: {subject: {regex: 'ERR\d+'}}
             set: {tags: [d]}
           - name: nondigits
-            when: {subject: {regex: "code\D"}}
+            when: {subject: {regex: 'code\D'}}
             set: {tags: [nd]}
         """)
     out = load_rules(d).evaluate(_facts(subject="err42 Code!"))
