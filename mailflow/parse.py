@@ -348,11 +348,35 @@ def dedupe_key(raw: bytes, message_id: str | None, sender: str, date: str, subje
     return h.hexdigest()
 
 
-def parse(raw: bytes, *, html_to_text: bool = True) -> Incoming:
+def _structure(raw: bytes) -> Message:
+    """compat32's structure, without feeding a single-part body through the parser.
+
+    The feed parser walks the body line by line even when there are no parts to find;
+    for a single-part message the payload is just the bytes after the blank line, which
+    is what the parser would store. Multipart mail, and any header block the parser had
+    to repair, take the full parser.
+    """
+    sep = raw.find(b"\n\n")
+    sep_crlf = raw.find(b"\r\n\r\n")
+    if sep_crlf != -1 and (sep == -1 or sep_crlf < sep):
+        head, body = raw[: sep_crlf + 2], raw[sep_crlf + 4 :]
+    elif sep != -1:
+        head, body = raw[: sep + 1], raw[sep + 2 :]
+    else:
+        return message_from_bytes(raw, policy=compat32)
+    msg = message_from_bytes(head, policy=compat32)
+    if msg.defects or msg.get_content_maintype() in ("multipart", "message") or \
+            msg.get_payload():
+        return message_from_bytes(raw, policy=compat32)
+    msg.set_payload(body.decode("ascii", "surrogateescape"))
+    return msg
+
+
+def parse(raw: bytes, *, html_to_text: bool = True, fast: bool = True) -> Incoming:
     """Parse one message; raise :class:`Unparseable` with a reason if it is not mail."""
     if not raw.strip():
         raise Unparseable("empty message")
-    msg = message_from_bytes(raw, policy=compat32)
+    msg = _structure(raw) if fast else message_from_bytes(raw, policy=compat32)
     headers = tuple((k.lower(), v if isinstance(v, str) else str(v))
                     for k, v in msg.raw_items())
     if not headers:

@@ -80,3 +80,22 @@ def test_corpus_ingested_nothing_lost(sqlite_url: str, make_app) -> None:
     with app.sessions() as s:
         recipients = set(s.scalars(select(OutboxRow.recipient)))
     assert not any(r.startswith(("mailer-daemon", "postmaster")) for r in recipients)
+
+
+def test_fast_structure_path_equals_full_parser_on_the_corpus() -> None:
+    same = 0
+    for row in _index():
+        raw = (CORPUS / row["path"]).read_bytes()
+        try:
+            full = parse(raw, fast=False)
+        except Unparseable:
+            with pytest.raises(Unparseable):
+                parse(raw)
+            continue
+        fast = parse(raw)
+        assert (fast.text, fast.new_text, fast.attachments, fast.subject, fast.from_addr,
+                fast.dedupe_key, fast.report) == \
+            (full.text, full.new_text, full.attachments, full.subject, full.from_addr,
+             full.dedupe_key, full.report), row["path"]
+        same += 1
+    assert same > 1000
