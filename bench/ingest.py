@@ -22,17 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from mailflow import config as config_mod  # noqa: E402
-from mailflow.app import build  # noqa: E402
-from mailflow.mailstack import PASSWORD, MailStack  # noqa: E402
-from mailflow.store.db import make_engine, upgrade  # noqa: E402
-from mailflow.store.models import Participant, StoredMessage, Ticket  # noqa: E402
+from mailflow import config as config_mod
+from mailflow.app import build
+from mailflow.mailstack import PASSWORD, MailStack
+from mailflow.store.db import make_engine, upgrade
+from mailflow.store.models import Participant, StoredMessage, Ticket
 
-WORDS = ("printer server login password invoice network error slow crash update screen "
-         "mail account backup license report access folder restart urgent please help "
-         "today customer order website database timeout").split()
+WORDS = ("printer", "server", "login", "password", "invoice", "network", "error", "slow",
+         "crash", "update", "screen", "mail", "account", "backup", "license", "report",
+         "access", "folder", "restart", "urgent", "please", "help", "today", "customer",
+         "order", "website", "database", "timeout")
 
 
 def _body(rng: random.Random, size: int) -> str:

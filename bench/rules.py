@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import WORDS, make_messages  # noqa: E402
+from ingest import WORDS, make_messages
 
-from mailflow.classify import Facts, load_rules  # noqa: E402
-from mailflow.parse import parse  # noqa: E402
+from mailflow.classify import Facts, load_rules
+from mailflow.parse import parse
 
 
 def write_rules(folder: Path, n: int, seed: int = 2) -> None:
@@ -46,7 +46,7 @@ def write_rules(folder: Path, n: int, seed: int = 2) -> None:
                     f"'{rng.choice(WORDS)} {rng.choice(WORDS)}'}}}}]}}")
         else:
             cond = f"{{any: [{{subject: '{rng.choice(WORDS)}'}}, {{business_hours: false}}]}}"
-        sets = rng.choice(["{severity: 2}", "{owner: tier2}", "{tags: [t%d]}" % i,
+        sets = rng.choice(["{severity: 2}", "{owner: tier2}", f"{{tags: [t{i}]}}",
                            "{category: administrative, owner: management}"])
         lines.append(f"  - name: r{i}\n    when: {cond}\n    set: {sets}")
     (folder / "classify.yaml").write_text("\n".join(lines) + "\n")

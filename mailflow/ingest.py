@@ -482,11 +482,14 @@ class _BatchWriter:
         real: dict[int, int] = {}
         if self.pending:
             pend = list(self.pending.values())
-            ids = s.scalars(
-                insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True),
-                [p.row for p in pend],
-            ).all()
-            real = {p.temp_id: tid for p, tid in zip(pend, ids, strict=True)}
+            # Plain executemany, then the new ids by the unique token: SQLite cannot
+            # return ids in parameter order and would fall back to a row at a time.
+            s.execute(insert(Ticket), [p.row for p in pend])
+            by_token: dict[str, int] = {}
+            for chunk in _chunks([p.row["reply_token"] for p in pend]):
+                by_token.update((tok, tid) for tid, tok in s.execute(
+                    select(Ticket.id, Ticket.reply_token).where(Ticket.reply_token.in_(chunk))))
+            real = {p.temp_id: by_token[p.row["reply_token"]] for p in pend}
             self.result.opened = [real[t] for t in self.result.opened]
             rows = [{"ticket_id": real[p.temp_id], "address": a,
                      "role": "requester" if a == p.row["requester"] else "cc"}
@@ -503,12 +506,14 @@ class _BatchWriter:
             for _, row, _atts in self.messages:
                 row["ticket_id"] = fix(row["ticket_id"])
                 msg_rows.append(row)
-            pks = s.scalars(
-                insert(StoredMessage).returning(StoredMessage.id, sort_by_parameter_order=True),
-                msg_rows,
-            ).all()
-            att_rows = [dict(a, message_pk=pk) for (_, _, atts), pk in
-                        zip(self.messages, pks, strict=True) for a in atts]
+            s.execute(insert(StoredMessage), msg_rows)
+            with_atts = [(row["dedupe_key"], atts) for _, row, atts in self.messages if atts]
+            pk_of: dict[str, int] = {}
+            for chunk in _chunks([k for k, _ in with_atts]):
+                pk_of.update((k, pk) for pk, k in s.execute(
+                    select(StoredMessage.id, StoredMessage.dedupe_key)
+                    .where(StoredMessage.dedupe_key.in_(chunk))))
+            att_rows = [dict(a, message_pk=pk_of[k]) for k, atts in with_atts for a in atts]
             if att_rows:
                 s.execute(insert(Attachment), att_rows)
         if self.outbox:

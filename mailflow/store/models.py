@@ -76,7 +76,8 @@ class Ticket(Base):
     owner_group: Mapped[str | None] = mapped_column(String(100), default=None)
     tags: Mapped[list[str]] = mapped_column(default=list)
     # Unguessable part of our reply address and Message-IDs (trust level 1 threading).
-    reply_token: Mapped[str] = mapped_column(String(32))
+    # Unique: it also lets a bulk insert find its new ids without RETURNING.
+    reply_token: Mapped[str] = mapped_column(String(32), unique=True)
     linked_ticket_id: Mapped[int | None] = mapped_column(
         ForeignKey("tickets.id"), default=None, index=True
     )

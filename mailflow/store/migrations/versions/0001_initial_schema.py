@@ -69,6 +69,7 @@ def upgrade() -> None:
             ["linked_ticket_id"], ["tickets.id"], name=op.f("fk_tickets_linked_ticket_id_tickets")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tickets")),
+        sa.UniqueConstraint("reply_token", name=op.f("uq_tickets_reply_token")),
     )
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tickets_created_at"), ["created_at"], unique=False)
