@@ -85,7 +85,7 @@ def preload(url: str, n: int) -> float:
             conn.execute(insert(Ticket), [
                 {"id": i, "subject": f"old ticket {i}", "requester": f"old{i}@hist.example",
                  "status": "closed", "severity": 3, "category": "technical",
-                 "owner_group": "frontline", "tags": [], "reply_token": "abcdefghijkm",
+                 "owner_group": "frontline", "tags": [], "reply_token": f"h{i:011d}",
                  "reopen_count": 0, "created_at": now, "updated_at": now, "closed_at": now}
                 for i in ids])
             conn.execute(insert(Participant), [

@@ -143,3 +143,18 @@ def _wait(cond, timeout: float) -> None:  # type: ignore[no-untyped-def]
             return
         time.sleep(0.1)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_extra_folders_each_have_their_own_checkpoint(stack: MailStack, sqlite_url: str,
+                                                      make_app) -> None:
+    app = make_app(stack, sqlite_url, imap={"extra_folders": [{"folder": "Tier replies"}]})
+    stack.append(SUPPORT, [mail(subject="in inbox")])
+    stack.append(SUPPORT, [mail(subject="in tier folder")], folder="Tier replies")
+    res = run_once(app)
+    assert res.outcomes["new"] == 2
+    from mailflow.store.models import MailboxCheckpoint
+
+    with app.sessions() as s:
+        keys = sorted(s.scalars(select(MailboxCheckpoint.mailbox)))
+    assert [k.rsplit("/", 1)[1] for k in keys] == ["INBOX", "Tier replies"]
+    assert run_once(app).fetched == 0
