@@ -124,16 +124,16 @@ def test_idle_wakes_on_new_mail_and_reconnects_after_dovecot_restart(
     assert not t.is_alive()
 
 
-def test_backlog_of_2000_messages(stack: MailStack, sqlite_url: str, make_app) -> None:
-    app = make_app(stack, sqlite_url, imap={"batch_size": 250})
+def test_backlog_of_10000_messages(stack: MailStack, sqlite_url: str, make_app) -> None:
+    app = make_app(stack, sqlite_url, imap={"batch_size": 500})
     with stack.imap(SUPPORT) as c:
-        for i in range(0, 2000, 200):
-            c.multiappend("INBOX", [mail(subject=f"backlog {j}") for j in range(i, i + 200)])
+        for i in range(0, 10000, 500):
+            c.multiappend("INBOX", [mail(subject=f"backlog {j}") for j in range(i, i + 500)])
     w = app.watchers()[0]
     res = w.cycle()
     w.close()
-    assert res.fetched == 2000 and res.outcomes["new"] == 2000
-    assert _count(app, Ticket) == 2000
+    assert res.fetched == 10000 and res.outcomes["new"] == 10000
+    assert _count(app, Ticket) == 10000
 
 
 def _wait(cond, timeout: float) -> None:  # type: ignore[no-untyped-def]
