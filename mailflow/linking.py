@@ -20,7 +20,6 @@ from mailflow.parse import Incoming
 
 _TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 _OUR_ID = re.compile(r"^mf\.(\d+)\.([a-z2-9]{12})\.[A-Za-z0-9]+@")
-_OUR_ID_ANYWHERE = re.compile(r"<?mf\.(\d+)\.([a-z2-9]{12})\.[A-Za-z0-9]+@[^>\s]+>?")
 
 
 def new_token() -> str:
@@ -57,11 +56,6 @@ def token_in_address(addr: str, support_address: str) -> tuple[int, str] | None:
 def token_in_message_id(mid: str) -> tuple[int, str] | None:
     m = _OUR_ID.match(mid)
     return (int(m.group(1)), m.group(2)) if m and m.group(1) != "0" else None
-
-
-def our_ids_in_text(text: str) -> list[tuple[int, str]]:
-    """Our Message-IDs quoted inside a non-standard bounce's text."""
-    return [(int(a), b) for a, b in _OUR_ID_ANYWHERE.findall(text) if a != "0"]
 
 
 def subject_tags(subject: str, prefix: str) -> list[int]:
