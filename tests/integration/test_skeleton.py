@@ -76,3 +76,25 @@ def test_append_run_once_opens_ticket_and_acknowledges(stack: MailStack, db_url:
     assert '"ref": "SUP-1"' in listing.output
     shown = runner.invoke(main, ["--config", str(cfg), "tickets", "show", "SUP-1"])
     assert shown.exit_code == 0 and "ack-queued" in shown.output and "mail-sent" in shown.output
+
+
+def test_run_once_reports_unreachable_or_refused_imap_clearly(stack: MailStack,
+                                                              sqlite_url: str,
+                                                              tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from mailflow.mailstack import free_port
+
+    cfg = _write_config(stack, sqlite_url, tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(cfg), "db", "upgrade"]).exit_code == 0
+    monkeypatch.setenv("MAILFLOW_IMAP_PASSWORD", "wrong-password-123")
+    res = runner.invoke(main, ["--config", str(cfg), "run", "--once"])
+    assert res.exit_code == 1 and "IMAP 127.0.0.1" in res.output
+    assert "wrong-password-123" not in res.output
+    monkeypatch.delenv("MAILFLOW_IMAP_PASSWORD")
+    res = runner.invoke(main, ["--config", str(cfg), "run", "--once"])
+    assert res.exit_code == 2 and "MAILFLOW_IMAP_PASSWORD" in res.output
+    cfg.write_text(cfg.read_text().replace(f"port: {stack.imap_port}", f"port: {free_port()}"))
+    monkeypatch.setenv("MAILFLOW_IMAP_PASSWORD", "secret")
+    res = runner.invoke(main, ["--config", str(cfg), "run", "--once"])
+    assert res.exit_code == 1 and "IMAP 127.0.0.1" in res.output
