@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -76,8 +77,17 @@ class _Strict(BaseModel):
 
 class _Login(_Strict):
     username: str | None = None
+    # Extra CA certificate(s) to trust for ssl/starttls (a private CA, a self-signed
+    # server); the system's CAs are trusted either way.
+    ca_file: Path | None = None
     password_env: str | None = None
     password: SecretStr | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.ca_file:
+            ctx.load_verify_locations(cafile=str(self.ca_file))
+        return ctx
 
     def secret(self, environ: dict[str, str] | None = None) -> str | None:
         """The password, read from the environment when ``password_env`` names it.

@@ -76,7 +76,7 @@ class MailboxWatcher:
     # -- connection ---------------------------------------------------------------------
     def connect(self) -> IMAPClient:
         st = self.imap
-        context = ssl.create_default_context()
+        context = st.tls_context()
         client = IMAPClient(st.host, port=st.port, ssl=st.security == "ssl",
                             ssl_context=context if st.security == "ssl" else None,
                             timeout=st.timeout.total_seconds())

@@ -28,7 +28,7 @@ state_dir = {root}/run/state
 instance_name = mailflow-{tag}
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = {root}/log/dovecot.log
@@ -53,7 +53,8 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
   chroot =
 }}
@@ -152,8 +153,26 @@ class MailStack:
     imap_port: int = 0
     lmtp_port: int = 0
     smtp_port: int = 0
+    # With tls=True: IMAP offers STARTTLS, IMAPS listens on imaps_port, SMTP requires
+    # STARTTLS and SMTPS listens on smtps_port; all with a self-signed cert (cert_file).
+    tls: bool = False
+    imaps_port: int = 0
+    smtps_port: int = 0
     relay: LmtpRelay | None = None
     _controller: Any = None
+    _controller_ssl: Any = None
+
+    @property
+    def cert_file(self) -> Path:
+        return self.root / "cert.pem"
+
+    def _make_cert(self) -> None:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(self.root / "key.pem"), "-out", str(self.cert_file)],
+            check=True, capture_output=True)
+        os.chmod(self.root / "key.pem", 0o644)
 
     @classmethod
     def create(cls, root: Path | None = None, users: list[str] | None = None) -> MailStack:
@@ -175,8 +194,15 @@ class MailStack:
         self.imap_port = self.imap_port or free_port()
         self.lmtp_port = self.lmtp_port or free_port()
         self._write_users()
+        ssl_conf = "ssl = no"
+        if self.tls:
+            self._make_cert()
+            self.imaps_port = self.imaps_port or free_port()
+            self.smtps_port = self.smtps_port or free_port()
+            ssl_conf = f"ssl = yes\nssl_cert = <{r}/cert.pem\nssl_key = <{r}/key.pem"
         (r / "dovecot.conf").write_text(DOVECOT_CONF.format(
-            root=r, tag=r.name, imap_port=self.imap_port, lmtp_port=self.lmtp_port))
+            root=r, tag=r.name, imap_port=self.imap_port, lmtp_port=self.lmtp_port,
+            imaps_port=self.imaps_port, ssl=ssl_conf))
         self.start_dovecot()
         self.start_smtp()
         return self
@@ -224,13 +250,27 @@ class MailStack:
         if self.relay is None:
             self.relay = LmtpRelay(self.lmtp_port)
         self.smtp_port = self.smtp_port or free_port()
-        self._controller = Controller(self.relay, hostname="127.0.0.1", port=self.smtp_port)
+        if self.tls:
+            import ssl
+
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.cert_file, self.root / "key.pem")
+            self._controller = Controller(self.relay, hostname="127.0.0.1",
+                                          port=self.smtp_port, tls_context=ctx,
+                                          require_starttls=True)
+            self._controller_ssl = Controller(self.relay, hostname="127.0.0.1",
+                                              port=self.smtps_port, ssl_context=ctx)
+            self._controller_ssl.start()
+        else:
+            self._controller = Controller(self.relay, hostname="127.0.0.1",
+                                          port=self.smtp_port)
         self._controller.start()
 
     def stop_smtp(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+        for c in (self._controller, self._controller_ssl):
+            if c is not None:
+                c.stop()
+        self._controller = self._controller_ssl = None
 
     def stop(self) -> None:
         self.stop_smtp()

@@ -36,6 +36,7 @@ class SmtpTransport:
             port=st.port,
             use_tls=st.security == "ssl",
             start_tls=st.security == "starttls",
+            tls_context=st.tls_context() if st.security != "none" else None,
             timeout=st.timeout.total_seconds(),
         )
         try:
