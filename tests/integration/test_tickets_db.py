@@ -81,3 +81,14 @@ def test_outbox_cli_list_retry_drop(sqlite_url: str, make_app, tmp_path: Path) -
     with app.sessions() as s:
         assert [r.status for r in s.scalars(select(OutboxRow).order_by(OutboxRow.id))] == \
             ["pending", "dropped"]
+
+
+def test_classification_is_recorded_with_rules_and_version(db_url: str, make_app) -> None:
+    app = make_app(None, db_url)
+    _ingest(app, mail(subject="Invoice 12 is wrong"))
+    with app.sessions() as s:
+        ev = s.scalars(select(TicketEvent).where(TicketEvent.kind == "classified")).one()
+        t = s.get(Ticket, ev.ticket_id)
+    assert ev.data["rules"] == ["billing-and-sales"]
+    assert ev.data["rules_version"] == app.rules.current.version == t.rules_version
+    assert (t.category, t.owner_group) == ("administrative", "management")

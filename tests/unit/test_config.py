@@ -93,3 +93,18 @@ def test_every_command_has_help() -> None:
         res = runner.invoke(main, args)
         assert res.exit_code == 0 and "Usage:" in res.output, args
     assert runner.invoke(main, ["frobnicate"]).exit_code == 2
+
+
+def test_check_reports_broken_rules_and_templates_with_file_and_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(tmp_path)]).exit_code == 0
+    (tmp_path / "rules" / "classify.yaml").write_text(
+        "rules:\n  - name: a\n    when: {subject: {regex: '(x'}}\n    set: {owner: tier9}\n")
+    (tmp_path / "templates" / "acknowledgment.txt.j2").write_text(
+        "{% block subject %}x{% endblock %}{% block body %}\n{{ ticket.nope }}\n"
+        "{% endblock %}\n")
+    res = runner.invoke(main, ["--config", str(tmp_path / "mailflow.yaml"), "check"])
+    assert res.exit_code == 2
+    assert "rules/classify.yaml:3: subject: invalid regular expression" in res.output
+    assert "rules/classify.yaml:4: rule a: unknown tier group 'tier9'" in res.output
+    assert "acknowledgment.txt.j2:2:" in res.output and "nope" in res.output
