@@ -97,6 +97,14 @@ def preload(url: str, n: int) -> float:
                  "references": [], "to_addrs": [], "cc_addrs": [], "flags": [],
                  "subject": f"old ticket {i}", "received_at": now, "new_text": "x",
                  "body_text": "x", "raw": b"x"} for i in ids])
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")
+    if engine.dialect.name == "sqlite":
+        # Fold the preload's WAL into the database so the measured run does not pay
+        # for checkpointing a gigabyte of someone else's writes.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.exec_driver_sql("ANALYZE")
     engine.dispose()
     return time.perf_counter() - t0
 
