@@ -211,12 +211,6 @@ class MailStack:
         lines = "".join(f"{u}:{{PLAIN}}{PASSWORD}::::::\n" for u in self.users)
         (self.root / "users").write_text(lines)
 
-    def add_user(self, user: str) -> None:
-        if user not in self.users:
-            self.users.append(user)
-            self._write_users()
-            time.sleep(1.2)  # Dovecot re-reads the users file at most once a second
-
     def start_dovecot(self) -> None:
         pidfile = self.root / "run" / "master.pid"
         pidfile.unlink(missing_ok=True)
