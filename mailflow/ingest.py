@@ -15,10 +15,10 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.autoresponse import is_own, suppress_reason
@@ -37,7 +37,7 @@ from mailflow.linking import (
     reply_address,
 )
 from mailflow.parse import Incoming, Unparseable, parse
-from mailflow.store.db import transaction
+from mailflow.store.db import insert_many, transaction
 from mailflow.store.models import (
     Attachment,
     MailboxCheckpoint,
@@ -90,20 +90,56 @@ class Ingestor:
     # -- entry point -------------------------------------------------------------
     def ingest(self, mailbox: str, uidvalidity: int, batch: Sequence[Fetched],
                rules: RuleSet, now: datetime) -> BatchResult:
-        parsed: list[tuple[Fetched, Incoming | str]] = []
-        for f in batch:
-            try:
-                parsed.append((f, parse(f.raw)))
-            except Unparseable as exc:
-                parsed.append((f, str(exc)))
-            except Exception as exc:
-                log.exception("parser failed on %s uid %s", mailbox, f.uid)
-                parsed.append((f, f"parser error: {type(exc).__name__}: {exc}"))
+        """Prepare and commit one batch in this thread."""
+        return self.commit(mailbox, uidvalidity, self.prepare(batch, rules, now), now)
+
+    def prepare(self, batch: Sequence[Fetched], rules: RuleSet,
+                now: datetime) -> list[Prepared]:
+        return prepare_batch(batch, rules, now, self.settings.tz, self.own)
+
+    def commit(self, mailbox: str, uidvalidity: int, prepared: Sequence[Prepared],
+               now: datetime) -> BatchResult:
+        """Everything that needs the database, in one transaction with the checkpoint."""
         with transaction(self.sessions) as s:
-            result = _BatchWriter(self, s, mailbox, uidvalidity, rules, now).write(parsed)
-            if batch:
-                _advance_checkpoint(s, mailbox, uidvalidity, max(f.uid for f in batch), now)
+            result = _BatchWriter(self, s, mailbox, uidvalidity, now).write(prepared)
+            if prepared:
+                _advance_checkpoint(s, mailbox, uidvalidity,
+                                    max(p.fetched.uid for p in prepared), now)
         return result
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The half of ingesting a message that needs no database: parsed, classified and
+    checked for automatic-mail markers. Plain, picklable data, so that it can be
+    computed in a worker process while the previous batch is being written."""
+
+    fetched: Fetched
+    msg: Incoming | None
+    error: str | None = None  # why it could not be parsed (then msg is None)
+    classification: Classification | None = None
+    suppress: str | None = None  # why no automatic reply may go to it (RFC 3834)
+
+
+def prepare_one(f: Fetched, rules: RuleSet, now: datetime, tz: tzinfo,
+                own: frozenset[str]) -> Prepared:
+    try:
+        msg = parse(f.raw)
+    except Unparseable as exc:
+        return Prepared(f, None, str(exc))
+    except Exception as exc:
+        log.exception("parser failed on uid %s", f.uid)
+        return Prepared(f, None, f"parser error: {type(exc).__name__}: {exc}")
+    received = f.internaldate or now
+    # Classified up front even if linking later calls it a bounce: the rules are pure and
+    # this may run on another core, where it costs the writer nothing.
+    cls = rules.evaluate(Facts.of(msg, received.astimezone(tz)), trace=False)
+    return Prepared(f, msg, None, cls, suppress_reason(msg, own))
+
+
+def prepare_batch(batch: Sequence[Fetched], rules: RuleSet, now: datetime, tz: tzinfo,
+                  own: frozenset[str]) -> list[Prepared]:
+    return [prepare_one(f, rules, now, tz, own) for f in batch]
 
 
 def _advance_checkpoint(s: Session, mailbox: str, uidvalidity: int, last_uid: int,
@@ -125,13 +161,12 @@ def _chunks(items: Sequence[Any], n: int = 500) -> Iterable[Sequence[Any]]:
 
 class _BatchWriter:
     def __init__(self, ing: Ingestor, s: Session, mailbox: str, uidvalidity: int,
-                 rules: RuleSet, now: datetime):
+                 now: datetime):
         self.ing = ing
         self.st = ing.settings
         self.s = s
         self.mailbox = mailbox
         self.uidvalidity = uidvalidity
-        self.rules = rules
         self.now = now
         self.result = BatchResult()
         self.pending: dict[int, _Pending] = {}
@@ -206,61 +241,58 @@ class _BatchWriter:
         return out
 
     # -- the batch -------------------------------------------------------------------
-    def write(self, parsed: list[tuple[Fetched, Incoming | str]]) -> BatchResult:
-        keys = [p.dedupe_key for _, p in parsed if isinstance(p, Incoming)]
-        known = self._known_keys(keys + [_raw_key(f.raw) for f, p in parsed if isinstance(p, str)])
-        good = [p for _, p in parsed if isinstance(p, Incoming) and p.dedupe_key not in known]
+    def write(self, prepared: Sequence[Prepared]) -> BatchResult:
+        keys = [p.msg.dedupe_key if p.msg else _raw_key(p.fetched.raw) for p in prepared]
+        known = self._known_keys(keys)
+        good = [p.msg for p, k in zip(prepared, keys, strict=True)
+                if p.msg is not None and k not in known]
         facts = self._facts(good)
         self.tickets = dict(facts.tickets)
         self.message_ids = dict(facts.message_ids)
         self.sent = facts.sent_ids
         self._load_ack_counts(good)
         seen_now: set[str] = set()
-        for f, p in parsed:
-            self.result.done_uids.append(f.uid)
-            if isinstance(p, str):
-                key = _raw_key(f.raw)
-                if key in known or key in seen_now:
-                    self.result.outcomes["duplicate"] += 1
-                    continue
-                seen_now.add(key)
-                self._quarantine(f, key, p)
-                continue
-            if p.dedupe_key in known or p.dedupe_key in seen_now:
+        for p, key in zip(prepared, keys, strict=True):
+            self.result.done_uids.append(p.fetched.uid)
+            if key in known or key in seen_now:
                 self.result.outcomes["duplicate"] += 1
                 continue
-            seen_now.add(p.dedupe_key)
-            self._one(f, p)
+            seen_now.add(key)
+            if p.msg is None:
+                self._quarantine(p.fetched, key, p.error or "unparseable")
+            else:
+                self._one(p, p.msg)
         self._flush()
         return self.result
 
-    def _one(self, f: Fetched, msg: Incoming) -> None:
+    def _one(self, p: Prepared, msg: Incoming) -> None:
+        f = p.fetched
         facts = LinkFacts(self.tickets, self.message_ids, self.sent)
         d = decide(msg, facts, self.ing.policy, self.now)
         received = f.internaldate or self.now
         if d.action in (Action.NEW, Action.NEW_LINKED):
-            tid = self._open(msg, d, received)
-            self._store(tid, msg, f, "ticket")
+            tid = self._open(p, msg, d, received)
+            self._store(tid, p, msg, "ticket")
         elif d.action in (Action.JOIN, Action.REOPEN):
             assert d.ticket_id is not None
-            self._join(d, msg, received)
-            self._store(d.ticket_id, msg, f, "ticket")
+            self._join(p, d, msg, received)
+            self._store(d.ticket_id, p, msg, "ticket")
         elif d.action == Action.OWN_MAIL:
-            self._store(d.ticket_id, msg, f, "own-mail")
+            self._store(d.ticket_id, p, msg, "own-mail")
             if d.ticket_id is not None:
                 self.events.append(event(d.ticket_id, EventKind.OWN_MAIL, self.now,
                                          summary="a copy of our own mail came back; ignored"))
         elif d.action == Action.BOUNCE:
-            self._bounce(d, msg, f)
+            self._bounce(d, p, msg)
         else:
             self._quarantine(f, msg.dedupe_key, d.reason, msg)
             return
         self.result.outcomes[str(d.action)] += 1
 
     # -- actions ---------------------------------------------------------------------
-    def _open(self, msg: Incoming, d: LinkDecision, received: datetime) -> int:
+    def _open(self, p: Prepared, msg: Incoming, d: LinkDecision, received: datetime) -> int:
         temp = -(len(self.pending) + 1)
-        cls = self._classify(msg, received)
+        cls = _classification(p)
         token = new_token()
         participants = {a for a in (msg.from_addr, *msg.to, *msg.cc)
                         if a and not is_own(a, self.ing.own)}
@@ -296,11 +328,11 @@ class _BatchWriter:
             self.events.append(event(temp, EventKind.INVALID_SENDER, received,
                                      summary=f"sender address {msg.from_addr!r} is not valid; "
                                      "no mail will be sent to it"))
-        self._maybe_ack(temp, token, msg, cls)
+        self._maybe_ack(temp, token, p, msg, cls)
         self.result.opened.append(temp)
         return temp
 
-    def _join(self, d: LinkDecision, msg: Incoming, received: datetime) -> None:
+    def _join(self, p: Prepared, d: LinkDecision, msg: Incoming, received: datetime) -> None:
         tid = d.ticket_id
         assert tid is not None
         actor = msg.from_addr or "(unknown sender)"
@@ -319,7 +351,7 @@ class _BatchWriter:
         self.events.append(event(tid, EventKind.CUSTOMER_MESSAGE, received, actor, d.reason,
                                  message_id=msg.message_id))
         # Re-classify: severity may rise with new information, never drop silently.
-        cls = self._classify(msg, received)
+        cls = _classification(p)
         pending = self.pending.get(tid)
         if pending is not None:  # opened earlier in this very batch: not inserted yet
             self.updates.pop(tid, None)
@@ -336,11 +368,9 @@ class _BatchWriter:
         upd["raise_to"] = min(upd.get("raise_to", 9), cls.severity)
         upd["raise_cls"] = cls
 
-    def _classify(self, msg: Incoming, received: datetime) -> Classification:
-        return self.rules.evaluate(Facts.of(msg, received.astimezone(self.st.tz)))
-
-    def _maybe_ack(self, tid: int, token: str, msg: Incoming, cls: Classification) -> None:
-        reason = suppress_reason(msg, self.ing.own)
+    def _maybe_ack(self, tid: int, token: str, p: Prepared, msg: Incoming,
+                   cls: Classification) -> None:
+        reason = p.suppress
         addr = msg.from_addr
         limit = self.st.acknowledgment.max_per_sender_per_hour
         if reason is None and addr in self.suppress:
@@ -389,8 +419,8 @@ class _BatchWriter:
         })
         self.events.append(event(tid, EventKind.ACK_QUEUED, self.now, summary=f"to {addr}"))
 
-    def _bounce(self, d: LinkDecision, msg: Incoming, f: Fetched) -> None:
-        self._store(d.ticket_id, msg, f, "bounce")
+    def _bounce(self, d: LinkDecision, p: Prepared, msg: Incoming) -> None:
+        self._store(d.ticket_id, p, msg, "bounce")
         report = msg.report
         status = report.status if report else ""
         rcpts = list(report.recipients) if report else []
@@ -413,7 +443,8 @@ class _BatchWriter:
                                 "raw": f.raw, "created_at": self.now})
         self.result.outcomes["quarantined"] += 1
 
-    def _store(self, tid: int | None, msg: Incoming, f: Fetched, disposition: str) -> None:
+    def _store(self, tid: int | None, p: Prepared, msg: Incoming, disposition: str) -> None:
+        f = p.fetched
         flags = []
         if not msg.from_valid:
             flags.append("invalid-from")
@@ -421,7 +452,7 @@ class _BatchWriter:
             flags.append("html-only")
         if msg.defects:
             flags.append("defects:" + ",".join(msg.defects[:5]))
-        if suppress_reason(msg, self.ing.own):
+        if p.suppress:
             flags.append("automatic")
         atts = []
         for a in msg.attachments:
@@ -484,7 +515,7 @@ class _BatchWriter:
             pend = list(self.pending.values())
             # Plain executemany, then the new ids by the unique token: SQLite cannot
             # return ids in parameter order and would fall back to a row at a time.
-            s.execute(insert(Ticket), [p.row for p in pend])
+            insert_many(s, Ticket, [p.row for p in pend])
             by_token: dict[str, int] = {}
             for chunk in _chunks([p.row["reply_token"] for p in pend]):
                 by_token.update((tok, tid) for tid, tok in s.execute(
@@ -495,7 +526,7 @@ class _BatchWriter:
                      "role": "requester" if a == p.row["requester"] else "cc"}
                     for p in pend for a in sorted(p.participants)]
             if rows:
-                s.execute(insert(Participant), rows)
+                insert_many(s, Participant, rows)
 
         def fix(tid: int | None) -> int | None:
             return real.get(tid, tid) if tid is not None and tid < 0 else tid
@@ -506,7 +537,7 @@ class _BatchWriter:
             for _, row, _atts in self.messages:
                 row["ticket_id"] = fix(row["ticket_id"])
                 msg_rows.append(row)
-            s.execute(insert(StoredMessage), msg_rows)
+            insert_many(s, StoredMessage, msg_rows)
             with_atts = [(row["dedupe_key"], atts) for _, row, atts in self.messages if atts]
             pk_of: dict[str, int] = {}
             for chunk in _chunks([k for k, _ in with_atts]):
@@ -515,7 +546,7 @@ class _BatchWriter:
                     .where(StoredMessage.dedupe_key.in_(chunk))))
             att_rows = [dict(a, message_pk=pk_of[k]) for k, atts in with_atts for a in atts]
             if att_rows:
-                s.execute(insert(Attachment), att_rows)
+                insert_many(s, Attachment, att_rows)
         if self.outbox:
             for row in self.outbox:
                 tid = fix(row["ticket_id"])
@@ -526,14 +557,14 @@ class _BatchWriter:
                 row["context"]["ticket"]["ref"] = ref(self.st.ticket_prefix, tid)
                 row["context"]["reply_address"] = reply_address(self.st.support_address, tid,
                                                                 env["token"])
-            s.execute(insert(OutboxRow), self.outbox)
+            insert_many(s, OutboxRow, self.outbox)
             self.result.new_outbox = len(self.outbox)
         if self.events:
             for e in self.events:
                 e["ticket_id"] = fix(e["ticket_id"])
-            s.execute(insert(TicketEvent), self.events)
+            insert_many(s, TicketEvent, self.events)
         if self.quarantine:
-            s.execute(insert(QuarantinedMessage), self.quarantine)
+            insert_many(s, QuarantinedMessage, self.quarantine)
         for addr, reason in self.suppress.items():
             if s.get(Suppression, addr) is None:
                 s.add(Suppression(address=addr, reason=reason[:2000], created_at=self.now))
@@ -585,6 +616,11 @@ def _classified_event(tid: int, cls: Classification, at: datetime) -> dict[str, 
                 f" (rules {', '.join(cls.matched) or 'none matched: defaults'})",
         severity=cls.severity, category=cls.category, owner_group=cls.owner_group,
         tags=list(cls.tags), rules=list(cls.matched), rules_version=cls.version)
+
+
+def _classification(p: Prepared) -> Classification:
+    assert p.classification is not None, "prepare_one classifies every parsed message"
+    return p.classification
 
 
 def _raw_key(raw: bytes) -> str:

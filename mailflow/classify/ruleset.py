@@ -107,16 +107,19 @@ class RuleSet:
     version: str
     files: tuple[str, ...] = field(default=())
 
-    def evaluate(self, facts: Facts) -> Classification:
+    def evaluate(self, facts: Facts, trace: bool = True) -> Classification:
+        """``trace=False`` skips the per-rule record that only ``rules test`` shows: the
+        ingest path classifies every message and has no use for it."""
         severity: int | None = None
         category: str | None = None
         owner: str | None = None
         tags: list[str] = []
         matched: list[str] = []
-        trace: list[RuleHit] = []
+        hits: list[RuleHit] = []
         for rule in self.rules:
             ok, why = rule.when.test(facts)
-            trace.append(RuleHit(rule.name, ok, why))
+            if trace:
+                hits.append(RuleHit(rule.name, ok, why))
             if not ok:
                 continue
             matched.append(rule.name)
@@ -133,7 +136,7 @@ class RuleSet:
             owner_group=owner or self.default_owner,
             tags=tuple(tags),
             matched=tuple(matched),
-            trace=tuple(trace),
+            trace=tuple(hits),
             version=self.version,
         )
 
