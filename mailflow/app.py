@@ -14,6 +14,7 @@ from mailflow.config import Settings
 from mailflow.imap import MailboxWatcher
 from mailflow.ingest import Ingestor
 from mailflow.outbox import OutboxSender
+from mailflow.preparepool import PreparePool, resolve_processes
 from mailflow.store.db import make_engine, require_current, session_factory
 
 
@@ -27,12 +28,15 @@ class App:
     composer: Composer
     ingestor: Ingestor
     sender: OutboxSender
+    pool: PreparePool
 
     def watchers(self) -> list[MailboxWatcher]:
-        return [MailboxWatcher(self.settings.imap, mb, self.ingestor, self.rules, self.clock)
+        return [MailboxWatcher(self.settings.imap, mb, self.ingestor, self.rules, self.clock,
+                               pool=self.pool)
                 for mb in self.settings.imap.mailboxes()]
 
     def close(self) -> None:
+        self.pool.close()
         self.engine.dispose()
 
 
@@ -49,5 +53,9 @@ def build(settings: Settings, clock: Clock | None = None, check_schema: bool = T
         engine.dispose()
         raise
     composer = Composer(settings.templates_path)
-    return App(settings, clock, engine, sessions, rules, composer,
-               Ingestor(settings, sessions), OutboxSender(settings, sessions, composer, clock))
+    ingestor = Ingestor(settings, sessions)
+    # Worker processes start on the first batch, not here: `check` and the CLI never pay.
+    pool = PreparePool(resolve_processes(settings.ingest.parse_processes), settings.tz,
+                       ingestor.own)
+    return App(settings, clock, engine, sessions, rules, composer, ingestor,
+               OutboxSender(settings, sessions, composer, clock), pool)

@@ -152,6 +152,20 @@ class OutboxSettings(_Strict):
     lease: Duration = timedelta(minutes=5)
 
 
+class IngestSettings(_Strict):
+    # Worker processes that parse and classify the next batch while the current one is
+    # written: "auto" is 1 on a machine with two or more cores, else 0 (all in the
+    # watcher thread). More than one helps only with several folders.
+    parse_processes: int | Literal["auto"] = "auto"
+
+    @field_validator("parse_processes")
+    @classmethod
+    def _not_negative(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 64:
+            raise ValueError(f'must be "auto" or a number from 0 to 64 (got {v})')
+        return v
+
+
 class AckSettings(_Strict):
     # At most this many acknowledgments per sender per hour: two autoresponders
     # answering each other cannot ping-pong through us.
@@ -184,6 +198,7 @@ class Settings(_Strict):
     imap: ImapSettings = Field(default_factory=ImapSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     acknowledgment: AckSettings = Field(default_factory=AckSettings)
     severities: dict[int, SeverityLevel] = Field(default_factory=_default_severities)
     rules_dir: Path = Path("rules")

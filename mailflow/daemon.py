@@ -75,6 +75,7 @@ async def serve(app: App) -> None:
     def poke(_n: int) -> None:
         loop.call_soon_threadsafe(wake.set)
 
+    await asyncio.to_thread(app.pool.start)
     watchers = app.watchers()
     threads = []
     for w in watchers:

@@ -383,14 +383,13 @@ class _BatchWriter:
             return
         self.ack_counts[addr] += 1
         level = self.st.severities[cls.severity]
-        mid = message_id_for(None, None, self.st.domain)  # fixed up after insert
         self.outbox.append({
             "ticket_id": tid,
             "kind": "acknowledgment",
             "dedupe_key": None,
             "mail_from": self.st.support_address,
             "recipient": addr,
-            "message_id": mid,
+            "message_id": None,  # needs the ticket number: set in _flush
             "template": "acknowledgment",
             "context": {
                 "ticket": {

@@ -24,7 +24,10 @@ _OUR_ID = re.compile(r"^mf\.(\d+)\.([a-z2-9]{12})\.[A-Za-z0-9]+@")
 
 def new_token() -> str:
     """12 characters from 32: 60 bits, not guessable by trying."""
-    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(12))
+    # One read of 60 random bits, cut into 5-bit letters: an exact uniform choice per
+    # letter (32 is a power of two), at a twelfth of the cost of 12 secrets.choice calls.
+    n = secrets.randbits(60)
+    return "".join(_TOKEN_ALPHABET[(n >> shift) & 31] for shift in range(0, 60, 5))
 
 
 def message_id_for(ticket_id: int | None, token: str | None, domain: str) -> str:

@@ -108,3 +108,14 @@ def test_check_reports_broken_rules_and_templates_with_file_and_line(tmp_path: P
     assert "rules/classify.yaml:3: subject: invalid regular expression" in res.output
     assert "rules/classify.yaml:4: rule a: unknown tier group 'tier9'" in res.output
     assert "acknowledgment.txt.j2:2:" in res.output and "nope" in res.output
+
+
+@pytest.mark.parametrize("value, ok", [("auto", True), (0, True), (2, True), (-1, False),
+                                       ("many", False)])
+def test_parse_processes(value: object, ok: bool) -> None:
+    if ok:
+        assert validate({"ingest": {"parse_processes": value}}).ingest.parse_processes == value
+    else:
+        with pytest.raises(ConfigError) as e:
+            validate({"ingest": {"parse_processes": value}})
+        assert any(p.startswith("mailflow.yaml: ingest.parse_processes") for p in e.value.problems)

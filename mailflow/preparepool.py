@@ -1,0 +1,156 @@
+"""Ingest's pure half (parse, classify, loop check) on another core.
+
+Parsing and rules are CPU work in Python, so a thread would only queue behind the GIL
+(tried: no gain). A worker process prepares batch N+1 while the watcher writes batch N,
+which is what lets ingest use both cores of a small machine (bench/RESULTS.md).
+
+Nothing here touches the database or the IMAP server, so a worker that dies costs
+nothing but time: the batch is prepared again in the caller's thread, the pool is
+rebuilt, and the commit-then-mark order in :mod:`mailflow.imap` is unchanged.
+
+Only the message bytes go to the worker, and only parsed fields come back: the raw
+bytes are re-attached on this side rather than pickled twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from datetime import datetime, tzinfo
+
+from mailflow.classify import RuleSet
+from mailflow.ingest import Fetched, Prepared, prepare_batch
+
+log = logging.getLogger(__name__)
+
+
+def resolve_processes(setting: int | str) -> int:
+    """``auto``: one worker when there is a second core (the writer is the other)."""
+    if setting == "auto":
+        return 1 if (os.cpu_count() or 1) > 1 else 0
+    return int(setting)
+
+
+class PreparePool:
+    """Submit a batch, get its :class:`Prepared` list back in the same order.
+
+    With ``processes=0`` the work is done inline at submit time, so callers have one
+    code path either way.
+    """
+
+    def __init__(self, processes: int, tz: tzinfo, own: frozenset[str]):
+        self.processes = processes
+        self.tz = tz
+        self.own = own
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._rules_blob: tuple[str, bytes] | None = None
+
+    def submit(self, batch: Sequence[Fetched], rules: RuleSet,
+               now: datetime) -> Future[list[Prepared]]:
+        if self.processes > 0:
+            try:
+                fut = self._pool().submit(
+                    _prepare_remote, [(f.uid, f.raw, f.internaldate) for f in batch],
+                    *self._rules(rules), now, self.tz, self.own)
+                return fut
+            except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                self._broken(exc)
+        done: _Done = _Done()
+        done.set_result(prepare_batch(batch, rules, now, self.tz, self.own))
+        return done
+
+    def result(self, fut: Future[list[Prepared]], batch: Sequence[Fetched], rules: RuleSet,
+               now: datetime) -> list[Prepared]:
+        """The prepared batch; prepared here instead if the worker failed."""
+        if isinstance(fut, _Done):
+            return fut.result()
+        try:
+            remote = fut.result()
+        except Exception as exc:  # noqa: BLE001 - any worker failure: redo it here
+            # A dead worker, a pickling problem, or a bug that the inline run below
+            # reproduces with a local traceback.
+            self._broken(exc)
+            return prepare_batch(batch, rules, now, self.tz, self.own)
+        return [_reattach(p, f) for p, f in zip(remote, batch, strict=True)]
+
+    def start(self) -> None:
+        """Start the workers now rather than on the first batch (the daemon does, so
+        the first mail after start-up does not wait for a process to boot)."""
+        if self.processes > 0:
+            try:
+                self._pool().submit(int).result()
+            except Exception as exc:  # noqa: BLE001 - inline preparing still works
+                self._broken(exc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
+
+    # -- internals -------------------------------------------------------------------
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                # forkserver: workers are forked from a clean single-threaded server,
+                # never from this process, whose IMAP threads make fork() unsafe.
+                method = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                          else "spawn")
+                ctx = multiprocessing.get_context(method)
+                if method == "forkserver":
+                    ctx.set_forkserver_preload(["mailflow.ingest"])
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=ctx)
+                log.info("started %d parse worker process(es) (%s)", self.processes, method)
+            return self._executor
+
+    def _rules(self, rules: RuleSet) -> tuple[str, bytes]:
+        # Pickled once per rule-set version; the worker unpickles only on a change.
+        if self._rules_blob is None or self._rules_blob[0] != rules.version:
+            self._rules_blob = (rules.version, pickle.dumps(rules))
+        return self._rules_blob
+
+    def _broken(self, exc: BaseException) -> None:
+        log.error("parse worker failed (%s: %s); preparing in the watcher thread and "
+                  "restarting the worker", type(exc).__name__, exc)
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+
+
+class _Done(Future):  # type: ignore[type-arg]
+    """A batch prepared inline at submit time."""
+
+
+def _reattach(p: Prepared, f: Fetched) -> Prepared:
+    msg = replace(p.msg, raw=f.raw) if p.msg is not None else None
+    return replace(p, fetched=f, msg=msg)
+
+
+# -- in the worker process -------------------------------------------------------------
+_worker_rules: tuple[str, RuleSet] | None = None
+
+
+def _prepare_remote(items: list[tuple[int, bytes, datetime | None]], version: str,
+                    rules_blob: bytes, now: datetime, tz: tzinfo,
+                    own: frozenset[str]) -> list[Prepared]:
+    global _worker_rules
+    if _worker_rules is None or _worker_rules[0] != version:
+        _worker_rules = (version, pickle.loads(rules_blob))
+    batch = [Fetched(uid, raw, when) for uid, raw, when in items]
+    out = prepare_batch(batch, _worker_rules[1], now, tz, own)
+    return [_strip(p) for p in out]
+
+
+def _strip(p: Prepared) -> Prepared:
+    f = p.fetched
+    msg = replace(p.msg, raw=b"") if p.msg is not None else None
+    return replace(p, fetched=Fetched(f.uid, b"", f.internaldate), msg=msg)
