@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import ssl
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,8 +77,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CredentialError(Exception):
+    """No usable password or OAuth2 token right now (a missing variable, an unreadable
+    token file, a failing token command). The watcher retries with back-off."""
+
+
 class _Login(_Strict):
     username: str | None = None
+    # "password" (LOGIN / AUTH PLAIN) or "xoauth2" (SASL XOAUTH2 with a bearer token, as
+    # Microsoft 365 and Gmail require). The token is read fresh at every login.
+    auth: Literal["password", "xoauth2"] = "password"
+    token_file: Path | None = None
+    token_command: str | None = None
     # Extra CA certificate(s) to trust for ssl/starttls (a private CA, a self-signed
     # server); the system's CAs are trusted either way.
     ca_file: Path | None = None
@@ -105,10 +117,51 @@ class _Login(_Strict):
             return value
         return self.password.get_secret_value() if self.password else None
 
+    def token(self, timeout: float = 30.0) -> str:
+        """A fresh OAuth2 access token from ``token_file`` or ``token_command``.
+
+        Tokens live about an hour and are refreshed by something else (a sidecar that
+        rewrites the file, a helper such as oama or a cloud CLI), so they are read at each
+        login. Never logged: only the command's exit status and stderr are reported.
+        """
+        if self.token_file is not None:
+            try:
+                value = self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise CredentialError(
+                    f"cannot read token_file {self.token_file}: {exc.strerror}") from None
+            if not value:
+                raise CredentialError(f"token_file {self.token_file} is empty")
+            return value
+        assert self.token_command is not None  # the validator requires one of the two
+        try:
+            done = subprocess.run(shlex.split(self.token_command), capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            raise CredentialError(f"token_command failed to run: {exc}") from None
+        if done.returncode != 0:
+            err = " ".join(done.stderr.split())[:300]
+            raise CredentialError(
+                f"token_command exited with status {done.returncode}: {err or '(no stderr)'}")
+        value = done.stdout.strip()
+        if not value or any(c.isspace() for c in value):
+            raise CredentialError("token_command printed no token (expected one line)")
+        return value
+
     @model_validator(mode="after")
     def _one_password_source(self) -> _Login:
         if self.password_env and self.password:
             raise ValueError("give either password_env or password, not both")
+        if self.auth == "xoauth2":
+            if (self.token_file is None) == (self.token_command is None):
+                raise ValueError("auth: xoauth2 needs exactly one of token_file or "
+                                 "token_command")
+            if not self.username:
+                raise ValueError("auth: xoauth2 needs the username (the mailbox address)")
+            if self.password_env or self.password:
+                raise ValueError("auth: xoauth2 uses a token, not password/password_env")
+        elif self.token_file is not None or self.token_command is not None:
+            raise ValueError("token_file and token_command are used only with auth: xoauth2")
         return self
 
 

@@ -28,13 +28,13 @@ from datetime import UTC, datetime, timezone
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailflow.classify import RuleSet
 from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock
-from mailflow.config import ImapSettings, MailboxSettings
+from mailflow.config import CredentialError, ImapSettings, MailboxSettings
 from mailflow.ingest import Fetched, Ingestor, Prepared
 from mailflow.preparepool import PreparePool
 from mailflow.store.db import transaction
@@ -96,7 +96,10 @@ class MailboxWatcher:
         try:
             if st.security == "starttls":
                 client.starttls(context)
-            client.login(st.username or "", st.secret() or "")
+            if st.auth == "xoauth2":
+                client.oauth2_login(st.username, st.token())
+            else:
+                client.login(st.username or "", st.secret() or "")
             client.normalise_times = False  # aware INTERNALDATEs, not local naive ones
             mb = self.mailbox
             if mb.processed_folder and not client.folder_exists(mb.processed_folder):
@@ -245,6 +248,14 @@ class MailboxWatcher:
                     log.info("%s: fetched %d, marked %d, outcomes %s", self.key, res.fetched,
                              res.marked, dict(res.outcomes))
                 self.wait_for_mail(stop)
+            except (LoginError, CredentialError) as exc:
+                # A refused login or a token helper failing: an administrator's problem,
+                # said once per attempt, retried with back-off (a token may come back).
+                self.close()
+                delay = next(delays)
+                log.error("%s: cannot log in to IMAP as %s (%s); retrying in %.0fs",
+                          self.key, self.imap.username, exc, delay)
+                stop.wait(delay)
             except NETWORK_ERRORS as exc:
                 self.close()
                 delay = next(delays)

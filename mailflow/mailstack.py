@@ -8,17 +8,23 @@ and its pitfalls are in shared/docs/mailstack.md.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import smtplib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from imapclient import IMAPClient
 
@@ -30,7 +36,7 @@ protocols = imap lmtp
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 log_path = {root}/log/dovecot.log
 mail_location = maildir:{root}/mail/%u
 mail_uid = dovecot
@@ -39,6 +45,11 @@ first_valid_uid = 0
 default_login_user = dovenull
 default_internal_user = dovecot
 default_internal_group = dovecot
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users
@@ -78,6 +89,64 @@ auth_failure_delay = 0
 
 PASSWORD = "secret"
 
+OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = http://127.0.0.1:{port}/introspect
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+class TokenIssuer:
+    """A stand-in OAuth2 provider: issues bearer tokens and answers Dovecot's token
+    introspection (RFC 7662) over HTTP on loopback, so XOAUTH2 logins are checked by a
+    real server the way Microsoft 365 or Gmail check them."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, str] = {}
+        self.lookups = 0
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                token = (form.get("token") or [""])[0]
+                issuer.lookups += 1
+                user = issuer.tokens.get(token)
+                body = json.dumps({"active": "true", "username": user} if user
+                                  else {"active": "false"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True,
+                         name="oauth2-introspection").start()
+
+    def issue(self, user: str) -> str:
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = user
+        return token
+
+    def revoke(self, token: str) -> None:
+        self.tokens.pop(token, None)
+
+    def user_for(self, token: str) -> str | None:
+        return self.tokens.get(token)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -110,11 +179,32 @@ class LmtpRelay:
     recipient: smtplib.LMTP reads only the first of LMTP's per-recipient replies.
     """
 
-    def __init__(self, lmtp_port: int):
+    def __init__(self, lmtp_port: int, issuer: TokenIssuer | None = None):
         self.lmtp_port = lmtp_port
+        self.issuer = issuer
+        self.logins: list[tuple[str, str]] = []  # (mechanism, user) of accepted AUTHs
         self.fail_with: str | None = None
         self.reject: dict[str, str] = {}
         self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        """SASL XOAUTH2 with the initial response (``user=..^Aauth=Bearer ..^A^A``)."""
+        from aiosmtpd.smtp import AuthResult
+
+        fields: dict[str, str] = {}
+        if len(args) == 2:
+            try:
+                decoded = base64.b64decode(args[1], validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                decoded = ""
+            fields = dict(f.split("=", 1) for f in decoded.split("\x01") if "=" in f)
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        if self.issuer is not None and user and self.issuer.user_for(token) == user:
+            self.logins.append(("XOAUTH2", user))
+            return AuthResult(success=True, auth_data=user)
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Username and token not accepted")
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -159,6 +249,7 @@ class MailStack:
     imaps_port: int = 0
     smtps_port: int = 0
     relay: LmtpRelay | None = None
+    issuer: TokenIssuer | None = None
     _controller: Any = None
     _controller_ssl: Any = None
 
@@ -194,6 +285,9 @@ class MailStack:
         self.imap_port = self.imap_port or free_port()
         self.lmtp_port = self.lmtp_port or free_port()
         self._write_users()
+        if self.issuer is None:
+            self.issuer = TokenIssuer()
+        (r / "oauth2.conf.ext").write_text(OAUTH2_CONF.format(port=self.issuer.port))
         ssl_conf = "ssl = no"
         if self.tls:
             self._make_cert()
@@ -242,7 +336,7 @@ class MailStack:
         from aiosmtpd.controller import Controller
 
         if self.relay is None:
-            self.relay = LmtpRelay(self.lmtp_port)
+            self.relay = LmtpRelay(self.lmtp_port, self.issuer)
         self.smtp_port = self.smtp_port or free_port()
         if self.tls:
             import ssl
@@ -256,8 +350,9 @@ class MailStack:
                                               port=self.smtps_port, ssl_context=ctx)
             self._controller_ssl.start()
         else:
+            # AUTH (XOAUTH2) offered without TLS: loopback test server only.
             self._controller = Controller(self.relay, hostname="127.0.0.1",
-                                          port=self.smtp_port)
+                                          port=self.smtp_port, auth_require_tls=False)
         self._controller.start()
 
     def stop_smtp(self) -> None:
@@ -269,6 +364,9 @@ class MailStack:
     def stop(self) -> None:
         self.stop_smtp()
         self.stop_dovecot()
+        if self.issuer is not None:
+            self.issuer.close()
+            self.issuer = None
 
     # -- helpers for tests and the demo -------------------------------------------------
     def imap(self, user: str) -> IMAPClient:

@@ -6,12 +6,13 @@ trouble: retry later) and permanent (5xx: record and stop).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import TracebackType
 
 import aiosmtplib
 
-from mailflow.config import SmtpSettings
+from mailflow.config import CredentialError, SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,18 @@ class SmtpTransport:
         )
         try:
             await client.connect()
-            if st.username:
+            if st.auth == "xoauth2":
+                token = await asyncio.to_thread(st.token)  # may run a helper command
+                await client.auth_xoauth2(st.username or "", token)
+            elif st.username:
                 await client.login(st.username, st.secret() or "")
         except aiosmtplib.SMTPAuthenticationError as exc:
             # The server's words, never the password.
             raise DeliveryError(f"SMTP login as {st.username} refused: {exc.code} "
                                 f"{exc.message}", permanent=False) from None
+        except CredentialError as exc:
+            client.close()
+            raise DeliveryError(f"no SMTP credentials: {exc}", permanent=False) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"cannot connect to SMTP {st.host}:{st.port}: {exc}",
                                 permanent=False) from None

@@ -119,3 +119,29 @@ def test_parse_processes(value: object, ok: bool) -> None:
         with pytest.raises(ConfigError) as e:
             validate({"ingest": {"parse_processes": value}})
         assert any(p.startswith("mailflow.yaml: ingest.parse_processes") for p in e.value.problems)
+
+
+@pytest.mark.parametrize("imap, problem", [
+    ({"auth": "xoauth2", "username": "a@b.c"}, "exactly one of token_file or token_command"),
+    ({"auth": "xoauth2", "username": "a@b.c", "token_file": "t", "token_command": "x"},
+     "exactly one of token_file or token_command"),
+    ({"auth": "xoauth2", "token_file": "t"}, "needs the username"),
+    ({"auth": "xoauth2", "username": "a@b.c", "token_file": "t", "password_env": "P"},
+     "uses a token, not password"),
+    ({"token_file": "t"}, "used only with auth: xoauth2"),
+    ({"auth": "kerberos"}, "imap.auth: must be one of 'password' or 'xoauth2'"),
+])
+def test_xoauth2_settings_are_checked(imap: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        validate({"imap": imap})
+    assert problem in "\n".join(e.value.problems)
+
+
+def test_token_file_is_read_fresh_and_stripped(tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    st = validate({"smtp": {"auth": "xoauth2", "username": "a@b.c",
+                            "token_file": str(f)}}).smtp
+    f.write_text("tok-1\n")
+    assert st.token() == "tok-1"
+    f.write_text("tok-2\n")
+    assert st.token() == "tok-2"
