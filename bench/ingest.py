@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--preload", type=int, default=0)
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: a temp SQLite)")
+    ap.add_argument("--parse-processes", default="auto",
+                    help="ingest.parse_processes: auto (default), 0 = all in one thread")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mailflow-bench-"))
@@ -159,6 +161,8 @@ def main() -> None:
                      "username": "support@example.test",
                      "password_env": "MAILFLOW_IMAP_PASSWORD", "batch_size": 500},
             "acknowledgment": {"max_per_sender_per_hour": 1000},
+            "ingest": {"parse_processes": args.parse_processes if args.parse_processes == "auto"
+                       else int(args.parse_processes)},
             "rules_dir": str(Path(__file__).resolve().parents[1] / "rules"),
         }, base_dir=work)
         app = build(settings)
@@ -175,7 +179,8 @@ def main() -> None:
         print(f"mailflow ingest (fetch, parse, link, classify, commit, queue ack, flag): "
               f"{res.fetched} in {secs:.2f}s = {rate:.0f} msg/s; outcomes "
               f"{dict(res.outcomes)}, acks queued {res.new_outbox}")
-        print(f"ratio to raw fetch: {rate / raw_rate:.2f}; peak RSS {rss:.0f} MiB")
+        print(f"ratio to raw fetch: {rate / raw_rate:.2f}; peak RSS {rss:.0f} MiB "
+              f"(this process; parse workers: {app.pool.processes})")
     finally:
         stack.stop()
 
