@@ -135,8 +135,9 @@ class MailboxWatcher:
             result.marked += len(leftover)
         fresh = [u for u in pending if u > last_uid]
         size = self.imap.batch_size
-        # Pipelined: batch N+1 is parsed (in a worker process) while batch N is written.
-        # Commits and marks still happen strictly in UID order, one batch at a time.
+        # Pipelined: batch N+1 is parsed (in a worker process) while batch N is written;
+        # with k workers, k batches are ahead. Commits and marks still happen strictly in
+        # UID order, one batch at a time, in this thread.
         inflight: deque[_InFlight] = deque()
         for i in range(0, len(fresh), size):
             batch = self._fetch(client, fresh[i : i + size])
@@ -144,7 +145,7 @@ class MailboxWatcher:
             rules, now = self.rules.current, self.clock.now()
             inflight.append(_InFlight(batch, rules, now,
                                       self.pool.submit(batch, rules, now)))
-            if len(inflight) > 1:
+            if len(inflight) > max(1, self.pool.processes):
                 self._commit(client, uidvalidity, inflight.popleft(), result)
         while inflight:
             self._commit(client, uidvalidity, inflight.popleft(), result)
