@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -106,7 +107,8 @@ class PreparePool:
                 ctx = multiprocessing.get_context(method)
                 if method == "forkserver":
                     ctx.set_forkserver_preload(["mailflow.ingest"])
-                self._executor = ProcessPoolExecutor(self.processes, mp_context=ctx)
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=ctx,
+                                                     initializer=_worker_init)
                 log.info("started %d parse worker process(es) (%s)", self.processes, method)
             return self._executor
 
@@ -130,6 +132,12 @@ class _Done(Future):  # type: ignore[type-arg]
 
 
 # -- in the worker process -------------------------------------------------------------
+def _worker_init() -> None:
+    # Ctrl-C in a terminal reaches the whole process group: let the daemon alone decide
+    # how to stop (it finishes the batch in hand), instead of the worker dying under it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 _worker_rules: tuple[str, RuleSet] | None = None
 
 
