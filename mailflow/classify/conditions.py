@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Protocol
 
+from mailflow.classify.prefilter import required_literals
 from mailflow.parse import AttachmentInfo, Incoming
 
 
@@ -85,7 +86,8 @@ def regex_matcher(source: str) -> TextMatcher:
     re.compile(source, re.IGNORECASE)  # validate as written
     if _CASE_ESCAPE.search(source):
         return TextMatcher(re.compile(source, re.IGNORECASE), f"/{source}/")
-    return TextMatcher(re.compile(source.lower()), f"/{source}/")
+    pattern = re.compile(source.lower())
+    return TextMatcher(pattern, f"/{source}/", required_literals(pattern))
 
 
 def contains_matcher(phrase: str) -> TextMatcher:
