@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Protocol
 
@@ -109,13 +109,29 @@ class AddressSet:
     name: str
     addresses: frozenset[str]
     domains: frozenset[str]
+    # Entries with shell-style wildcards ("*@x.test"), found once here rather than by
+    # scanning a list of hundreds of addresses for every message.
+    wildcards: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wildcards",
+                           tuple(sorted(a for a in self.addresses if "*" in a)))
 
     def contains(self, addr: str) -> bool:
         domain = addr.rpartition("@")[2]
         if addr in self.addresses or domain in self.domains:
             return True
         # Subdomains of a listed domain count: @bigcorp.example covers eu.bigcorp.example.
-        return any(domain.endswith("." + d) for d in self.domains)
+        # Look up each parent domain instead of scanning every listed one.
+        rest = domain
+        while "." in rest:
+            rest = rest.partition(".")[2]
+            if rest in self.domains:
+                return True
+        return False
+
+    def matches_wildcard(self, addr: str) -> bool:
+        return any(fnmatch.fnmatchcase(addr, w) for w in self.wildcards)
 
 
 @dataclass(frozen=True)
@@ -126,9 +142,7 @@ class Sender:
     addresses: AddressSet
 
     def test(self, f: Facts) -> tuple[bool, str]:
-        hit = self.addresses.contains(f.sender) or any(
-            "*" in a and fnmatch.fnmatchcase(f.sender, a) for a in self.addresses.addresses
-        )
+        hit = self.addresses.contains(f.sender) or self.addresses.matches_wildcard(f.sender)
         return hit, f"sender {f.sender or '(none)'} {'is' if hit else 'is not'} in " \
                     f"{self.addresses.name}"
 
