@@ -483,7 +483,7 @@ class _BatchWriter:
             "sent_at": msg.date,
             "received_at": f.internaldate or self.now,
             "new_text": msg.new_text,
-            "body_text": msg.text,
+            "body_text": None if msg.text.strip() == msg.new_text.strip() else msg.text,
             "flags": flags,
             "raw": msg.raw,
         }

@@ -92,3 +92,36 @@ def test_classification_is_recorded_with_rules_and_version(db_url: str, make_app
     assert ev.data["rules"] == ["billing-and-sales"]
     assert ev.data["rules_version"] == app.rules.current.version == t.rules_version
     assert (t.category, t.owner_group) == ("administrative", "management")
+
+
+def test_schema_from_migrations_matches_the_models(db_url: str) -> None:
+    """Every model change needs a migration: this fails when one is missing."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from mailflow.store.db import make_engine, upgrade
+    from mailflow.store.models import Base
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_full_text_is_stored_once_unless_something_was_cut(db_url: str, make_app) -> None:
+    from mailflow.store.models import StoredMessage
+    from tests.mails import reply_to
+
+    app = make_app(None, db_url)
+    first = mail(subject="Backup failed", body="The nightly backup failed again.\n")
+    quoted = "Any news?\n\nOn Monday you wrote:\n> The nightly backup failed again.\n"
+    _ingest(app, first, reply_to(first, "customer@example.test", quoted))
+    with app.sessions() as s:
+        plain, reply = s.scalars(select(StoredMessage).order_by(StoredMessage.id)).all()
+        assert plain.body_text is None
+        assert plain.full_text == plain.new_text == "The nightly backup failed again."
+        assert reply.new_text == "Any news?"
+        assert reply.body_text is not None and "> The nightly backup" in reply.full_text
