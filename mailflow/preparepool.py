@@ -30,6 +30,9 @@ from mailflow.ingest import Fetched, Prepared, prepare_batch
 
 log = logging.getLogger(__name__)
 
+# Consecutive worker failures after which batches are prepared inline for good.
+MAX_FAILURES = 3
+
 
 def resolve_processes(setting: int | str) -> int:
     """``auto``: one worker when there is a second core (the writer is the other)."""
@@ -52,6 +55,7 @@ class PreparePool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._rules_blob: tuple[str, bytes] | None = None
+        self.failures = 0  # in a row; a batch prepared by a worker resets it
 
     def submit(self, batch: Sequence[Fetched], rules: RuleSet,
                now: datetime) -> Future[list[Prepared]]:
@@ -79,6 +83,7 @@ class PreparePool:
             # reproduces with a local traceback.
             self._broken(exc)
             return prepare_batch(batch, rules, now, self.tz, self.own)
+        self.failures = 0
         return remote
 
     def start(self) -> None:
@@ -119,12 +124,22 @@ class PreparePool:
         return self._rules_blob
 
     def _broken(self, exc: BaseException) -> None:
-        log.error("parse worker failed (%s: %s); preparing in the watcher thread and "
-                  "restarting the worker", type(exc).__name__, exc)
+        self.failures += 1
         with self._lock:
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
+        if self.failures >= MAX_FAILURES:
+            # Something keeps killing workers (memory limits, a broken install): stop
+            # paying a process start per batch and say so once.
+            self.processes = 0
+            log.error("parse worker failed %d times in a row (last: %s: %s); parsing in "
+                      "the watcher thread from now on (slower, nothing lost). Restart "
+                      "mailflow to try worker processes again.", self.failures,
+                      type(exc).__name__, exc)
+            return
+        log.error("parse worker failed (%s: %s); preparing in the watcher thread and "
+                  "restarting the worker", type(exc).__name__, exc)
 
 
 class _Done(Future):  # type: ignore[type-arg]

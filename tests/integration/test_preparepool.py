@@ -113,3 +113,22 @@ def test_pipelined_batches_thread_replies_across_batch_boundaries(
     with stack.imap(SUPPORT) as c:
         c.select_folder("INBOX")
         assert len(c.search(["KEYWORD", PROCESSED_KEYWORD.decode()])) == 40
+
+
+def test_workers_that_keep_dying_are_given_up_once(caplog: pytest.LogCaptureFixture) -> None:
+    batch = _batch()
+    expected = prepare_batch(batch, RULES, NOW, UTC, OWN)
+    pool = PreparePool(1, UTC, OWN)
+    try:
+        with caplog.at_level(logging.ERROR, logger="mailflow.preparepool"):
+            for _ in range(4):
+                pool.start()
+                if pool._executor is not None:
+                    for pid in list(pool._executor._processes):  # type: ignore[attr-defined]
+                        os.kill(pid, signal.SIGKILL)
+                fut = pool.submit(batch, RULES, NOW)
+                assert pool.result(fut, batch, RULES, NOW) == expected
+        assert pool.processes == 0 and pool._executor is None
+        assert caplog.text.count("parsing in the watcher thread from now on") == 1
+    finally:
+        pool.close()
