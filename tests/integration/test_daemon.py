@@ -26,6 +26,7 @@ def test_daemon_end_to_end_with_signals(stack: MailStack, sqlite_url: str,
     subprocess.run([*exe, "db", "upgrade"], check=True, env=env, capture_output=True)
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([*exe, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    helpers: set[int] = set()
     try:
         time.sleep(1.5)
         stack.append(SUPPORT, [mail(subject="Daemon test")])
@@ -33,13 +34,34 @@ def test_daemon_end_to_end_with_signals(stack: MailStack, sqlite_url: str,
         assert len(got) == 1 and b"[SUP-1]" in got[0]
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
+        helpers = _descendants(proc.pid)  # the parse worker and its fork server
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in helpers):
+            assert time.monotonic() < deadline, "worker processes outlived the daemon"
+            time.sleep(0.1)
     finally:
         if proc.poll() is None:
             proc.kill()
         log.close()
     text = (tmp_path / "daemon.log").read_text()
     assert "SIGHUP: reloading rules" in text and "stopped" in text
+    if (os.cpu_count() or 1) > 1:  # parse_processes: auto
+        assert "started 1 parse worker process(es)" in text and helpers
     assert PASSWORD not in text
     assert len(stack.messages(CUSTOMER)) == 1
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            children = (task / "children").read_text().split()
+            for c in map(int, children):
+                if c not in found:
+                    found.add(c)
+                    todo.append(c)
+    return found
