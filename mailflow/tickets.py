@@ -27,7 +27,6 @@ class EventKind(StrEnum):
     LINKED = "linked"  # opened as a follow-up of / in place of another ticket
     CUSTOMER_MESSAGE = "customer-message"
     REOPENED = "reopened"
-    CLASSIFIED = "classified"
     SEVERITY_RAISED = "severity-raised"
     ACK_QUEUED = "ack-queued"
     ACK_SKIPPED = "ack-skipped"

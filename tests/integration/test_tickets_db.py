@@ -87,9 +87,12 @@ def test_classification_is_recorded_with_rules_and_version(db_url: str, make_app
     app = make_app(None, db_url)
     _ingest(app, mail(subject="Invoice 12 is wrong"))
     with app.sessions() as s:
-        ev = s.scalars(select(TicketEvent).where(TicketEvent.kind == "classified")).one()
+        ev = s.scalars(select(TicketEvent).where(TicketEvent.kind == "opened")).one()
         t = s.get(Ticket, ev.ticket_id)
     assert ev.data["rules"] == ["billing-and-sales"]
+    assert (ev.data["severity"], ev.data["category"], ev.data["owner_group"]) == \
+        (t.severity, "administrative", "management")
+    assert "owner management (rules billing-and-sales)" in ev.summary
     assert ev.data["rules_version"] == app.rules.current.version == t.rules_version
     assert (t.category, t.owner_group) == ("administrative", "management")
 
