@@ -181,12 +181,16 @@ class MailboxWatcher:
         return [int(u) for u in client.search(["UNKEYWORD", PROCESSED_KEYWORD.decode()])]
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> list[Fetched]:
-        data = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+        data = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE", "FLAGS"])
         out = []
         for uid in uids:
             item = data.get(uid)
             if item is None:
                 continue  # expunged by someone else between SEARCH and FETCH
+            if PROCESSED_KEYWORD in item.get(b"FLAGS", ()):
+                # Another mailflow worker on this folder committed and marked it since
+                # our SEARCH: its effects are in the database already.
+                continue
             raw = item.get(b"BODY[]") or b""
             when = item.get(b"INTERNALDATE")
             if isinstance(when, datetime):

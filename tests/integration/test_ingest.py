@@ -158,3 +158,23 @@ def test_extra_folders_each_have_their_own_checkpoint(stack: MailStack, sqlite_u
         keys = sorted(s.scalars(select(MailboxCheckpoint.mailbox)))
     assert [k.rsplit("/", 1)[1] for k in keys] == ["INBOX", "Tier replies"]
     assert run_once(app).fetched == 0
+
+
+def test_mail_marked_by_another_worker_after_search_is_not_ingested_again(
+        stack: MailStack, sqlite_url: str, make_app, monkeypatch) -> None:
+    app = make_app(stack, sqlite_url)
+    stack.append(SUPPORT, [mail(subject="taken by the other worker"), mail(subject="ours")])
+    w = app.watchers()[0]
+    search = w._unprocessed
+
+    def search_then_other_worker_marks_the_first(client):  # type: ignore[no-untyped-def]
+        uids = search(client)
+        client.add_flags(min(uids), [PROCESSED_KEYWORD])  # between our SEARCH and FETCH
+        return uids
+
+    monkeypatch.setattr(w, "_unprocessed", search_then_other_worker_marks_the_first)
+    res = w.cycle()
+    w.close()
+    assert res.fetched == 1 and res.outcomes["new"] == 1
+    with app.sessions() as s:
+        assert list(s.scalars(select(Ticket.subject))) == ["ours"]
