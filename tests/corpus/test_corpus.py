@@ -99,3 +99,24 @@ def test_fast_structure_path_equals_full_parser_on_the_corpus() -> None:
              full.dedupe_key, full.report), row["path"]
         same += 1
     assert same > 1000
+
+
+def test_parse_worker_returns_what_inline_parsing_does_for_every_corpus_message() -> None:
+    """Real mail through the pickling boundary: odd charsets, surrogates, huge parts."""
+    from mailflow.classify import load_rules
+    from mailflow.ingest import prepare_batch
+    from mailflow.preparepool import PreparePool
+
+    rules = load_rules(Path(__file__).parents[2] / "rules")
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    batch = [Fetched(i + 1, (CORPUS / row["path"]).read_bytes(), now)
+             for i, row in enumerate(_index())]
+    pool = PreparePool(1, UTC, frozenset({"support@example.test"}))
+    try:
+        for i in range(0, len(batch), 200):
+            chunk = batch[i:i + 200]
+            got = pool.result(pool.submit(chunk, rules, now), chunk, rules, now)
+            assert got == prepare_batch(chunk, rules, now, UTC, frozenset({"support@example.test"}))
+        assert pool.failures == 0  # every batch really came from the worker
+    finally:
+        pool.close()
