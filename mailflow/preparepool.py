@@ -56,11 +56,12 @@ class PreparePool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._rules_blob: tuple[str, bytes] | None = None
+        self._closed = False
         self.failures = 0  # in a row; a batch prepared by a worker resets it
 
     def submit(self, batch: Sequence[Fetched], rules: RuleSet,
                now: datetime) -> Future[list[Prepared]]:
-        if self.processes > 0:
+        if self.processes > 0 and not self._closed:
             try:
                 fut = self._pool().submit(
                     _prepare_remote, [(f.uid, f.raw, f.internaldate) for f in batch],
@@ -90,14 +91,16 @@ class PreparePool:
     def start(self) -> None:
         """Start the workers now rather than on the first batch (the daemon does, so
         the first mail after start-up does not wait for a process to boot)."""
-        if self.processes > 0:
+        if self.processes > 0 and not self._closed:
             try:
-                self._pool().submit(int).result()
+                self._pool().submit(int).result()  # returns once a worker is up
             except Exception as exc:  # noqa: BLE001 - inline preparing still works
                 self._broken(exc)
 
     def close(self) -> None:
+        """Stop the workers; a batch submitted after this is prepared inline."""
         with self._lock:
+            self._closed = True
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
@@ -125,22 +128,24 @@ class PreparePool:
         return self._rules_blob
 
     def _broken(self, exc: BaseException) -> None:
-        self.failures += 1
         with self._lock:
+            self.failures += 1
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
-        if self.failures >= MAX_FAILURES:
-            # Something keeps killing workers (memory limits, a broken install): stop
-            # paying a process start per batch and say so once.
-            self.processes = 0
+            given_up = self.failures >= MAX_FAILURES and self.processes > 0
+            if given_up:
+                # Something keeps killing workers (memory limits, a broken install):
+                # stop paying a process start per batch and say so once.
+                self.processes = 0
+        if given_up:
             log.error("parse worker failed %d times in a row (last: %s: %s); parsing in "
                       "the watcher thread from now on (slower, nothing lost). Restart "
                       "mailflow to try worker processes again.", self.failures,
                       type(exc).__name__, exc)
-            return
-        log.error("parse worker failed (%s: %s); preparing in the watcher thread and "
-                  "restarting the worker", type(exc).__name__, exc)
+        elif self.processes > 0:
+            log.error("parse worker failed (%s: %s); preparing in the watcher thread and "
+                      "restarting the worker", type(exc).__name__, exc)
 
 
 class _Done(Future):  # type: ignore[type-arg]

@@ -132,3 +132,13 @@ def test_workers_that_keep_dying_are_given_up_once(caplog: pytest.LogCaptureFixt
         assert caplog.text.count("parsing in the watcher thread from now on") == 1
     finally:
         pool.close()
+
+
+def test_after_close_batches_are_prepared_inline_and_no_worker_starts() -> None:
+    batch = _batch()
+    pool = PreparePool(1, UTC, OWN)
+    pool.start()
+    pool.close()
+    fut = pool.submit(batch, RULES, NOW)  # a watcher finishing its batch during shutdown
+    assert pool.result(fut, batch, RULES, NOW) == prepare_batch(batch, RULES, NOW, UTC, OWN)
+    assert pool._executor is None and pool.failures == 0
