@@ -39,10 +39,8 @@ def required_literals(pattern: re.Pattern[str], min_length: int = 2) -> tuple[st
     try:
         tree = sre.parse(pattern.pattern, pattern.flags)
         found = _sequence(list(tree))
-    except (_Unsafe, RecursionError):
-        return ()
-    except Exception:  # noqa: BLE001 - an unknown parser detail: no prefilter, still correct
-        return ()
+    except Exception:  # noqa: BLE001 - _Unsafe, deep nesting, an unknown parser detail:
+        return ()  # no prefilter, the regex always runs, results stay right
     if not found or min(map(len, found)) < min_length:
         return ()
     return tuple(sorted(found))

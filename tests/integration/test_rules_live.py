@@ -41,7 +41,8 @@ def test_edit_rules_while_running(stack: MailStack, sqlite_url: str, make_app,
                                   tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(SHIPPED, rules)
-    app = make_app(stack, sqlite_url, rules_dir=str(rules))
+    # Through a parse worker: an edited rule set must reach the other process too.
+    app = make_app(stack, sqlite_url, rules_dir=str(rules), ingest={"parse_processes": 1})
     w = app.watchers()[0]
     stop = threading.Event()
     t = threading.Thread(target=w.run, args=(stop,), daemon=True)
@@ -62,6 +63,7 @@ def test_edit_rules_while_running(stack: MailStack, sqlite_url: str, make_app,
         _wait_ticket(app, 3)
         assert _severity(app, 3) == 1
         assert any("severity must be 1, 2 or 3" in e for e in app.rules.last_errors)
+        assert app.pool.processes == 1 and app.pool.failures == 0
     finally:
         stop.set()
         t.join(10)
