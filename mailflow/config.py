@@ -195,6 +195,7 @@ class SmtpSettings(_Login):
     port: int = 587
     security: Security = "starttls"
     timeout: Duration = timedelta(seconds=30)
+    connections: int = Field(default=2, ge=1, le=32)  # parallel SMTP connections
 
 
 class OutboxSettings(_Strict):
