@@ -41,6 +41,9 @@ _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _RULE_KEYS = {"name", "description", "when", "set", "stop"}
 _SET_KEYS = {"severity", "category", "owner", "tags"}
 _FILE_KEYS = {"defaults", "business_hours", "rules"}
+# Files in rules_dir that are not rule files: each has its own loader (sla_policy.py,
+# escalation_chain.py) and its own format.
+NOT_RULE_FILES = frozenset({"groups.yaml", "sla.yaml", "escalation.yaml"})
 
 
 @dataclass(frozen=True)
@@ -452,7 +455,7 @@ def load_rules(rules_dir: Path, display: str | None = None) -> RuleSet:
     if not rules_dir.is_dir():
         raise RulesError([Problem(display, 0, "rules directory not found")])
     digest = hashlib.sha256()
-    files = sorted(p for p in rules_dir.glob("*.yaml") if p.name != "groups.yaml")
+    files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in NOT_RULE_FILES)
     for p in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("lists/*.yaml")]):
         digest.update(p.relative_to(rules_dir).as_posix().encode() + b"\0" + p.read_bytes())
     lists = _read_lists(rules_dir, display, problems)
