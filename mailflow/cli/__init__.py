@@ -1,0 +1,52 @@
+"""The ``mailflow`` command. Commands call into the modules; no logic lives here.
+
+One module per command group; the helpers they share are in ``base``.
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from mailflow import config as config_mod
+from mailflow.cli.base import (
+    EXIT_CONFIG,
+    EXIT_RUNTIME,
+    _iso,
+    _open_db,
+    _settings,
+    fail,
+    handles_errors,
+)
+from mailflow.cli.db import db
+from mailflow.cli.demo import demo
+from mailflow.cli.init import check, init
+from mailflow.cli.outbox import outbox
+from mailflow.cli.quarantine import quarantine
+from mailflow.cli.rules import rules
+from mailflow.cli.run import run
+from mailflow.cli.tickets import tickets
+
+__all__ = ["EXIT_CONFIG", "EXIT_RUNTIME", "_iso", "_open_db", "_settings", "fail",
+           "handles_errors", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", "config", envvar=config_mod.CONFIG_ENV,
+              type=click.Path(dir_okay=False),
+              help="Configuration file (default: $MAILFLOW_CONFIG or ./mailflow.yaml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="mailflow")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, verbose: int) -> None:
+    """mailflow: an email-driven support mailbox processor."""
+    ctx.ensure_object(dict)["config"] = config
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo):
+    main.add_command(_command)

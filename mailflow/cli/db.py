@@ -1,0 +1,30 @@
+"""``mailflow db``: the database schema."""
+
+from __future__ import annotations
+
+import click
+
+from mailflow.cli.base import _settings, fail, handles_errors
+from mailflow.store.db import make_engine, upgrade
+
+# -- db ------------------------------------------------------------------------------------
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@handles_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations."""
+    settings = _settings(ctx)
+    engine = make_engine(settings.database_url)
+    try:
+        before, after = upgrade(engine)
+    except Exception as exc:  # noqa: BLE001 - report, do not dump a traceback at 3 a.m.
+        fail(f"migration failed: {exc}")
+    finally:
+        engine.dispose()
+    click.echo(f"database at {after}" + ("" if before == after else f" (was {before or 'empty'})"))

@@ -1,0 +1,101 @@
+"""``mailflow init`` and ``mailflow check``: a starter configuration, and validating one."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from mailflow.classify import RulesError, load_rules
+from mailflow.cli.base import EXIT_CONFIG, _settings, fail
+from mailflow.compose import SAMPLE_CONTEXT, Composer, TemplateProblem
+from mailflow.resources import default_rules_dir, default_templates_dir
+
+# -- init / check ------------------------------------------------------------------------
+
+STARTER_CONFIG = """\
+# mailflow configuration. Reference: docs/configuration.md
+database: sqlite:///mailflow.db
+timezone: UTC
+support_address: support@example.test
+ticket_prefix: SUP
+
+imap:
+  host: 127.0.0.1
+  port: 993
+  security: ssl            # ssl | starttls | none
+  username: support@example.test
+  password_env: MAILFLOW_IMAP_PASSWORD
+  folder: INBOX
+  # processed_folder: Processed   # move processed mail here (else: flag it)
+  idle: true
+  poll_interval: 60s
+
+smtp:
+  host: 127.0.0.1
+  port: 587
+  security: starttls
+  username: support@example.test
+  password_env: MAILFLOW_SMTP_PASSWORD
+
+acknowledgment:
+  max_per_sender_per_hour: 3
+
+rules_dir: rules
+templates_dir: templates
+"""
+
+
+@click.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Write a starter mailflow.yaml, rules/ and templates/ into DIRECTORY."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    cfg = target / "mailflow.yaml"
+    if cfg.exists():
+        fail(f"{cfg} already exists; not overwriting it", EXIT_CONFIG)
+    for name, src in (("rules", default_rules_dir()), ("templates", default_templates_dir())):
+        dest = target / name
+        if dest.exists():
+            fail(f"{dest} already exists; not overwriting it", EXIT_CONFIG)
+        shutil.copytree(src, dest)
+    cfg.write_text(STARTER_CONFIG)
+    click.echo(f"wrote {cfg}, {target / 'rules'}/ and {target / 'templates'}/")
+    click.echo("next: edit mailflow.yaml, then `mailflow check` and `mailflow db upgrade`")
+
+
+def check_templates(composer: Composer) -> list[str]:
+    problems = []
+    for name in composer.names():
+        try:
+            composer.render(name, SAMPLE_CONTEXT)
+        except TemplateProblem as exc:
+            problems.append(str(exc))
+    return problems
+
+
+@click.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate configuration, rule files and templates; report every problem."""
+    settings = _settings(ctx)
+    problems: list[str] = []
+    try:
+        rs = load_rules(settings.rules_path, display=str(settings.rules_dir))
+        click.echo(f"rules: {len(rs.rules)} rules in {len(rs.files)} file(s), "
+                   f"version {rs.version}")
+    except RulesError as exc:
+        problems += [str(p) for p in exc.problems]
+    composer = Composer(settings.templates_path)
+    tproblems = check_templates(composer)
+    problems += tproblems
+    if not tproblems:
+        click.echo(f"templates: {', '.join(composer.names())} render with sample data")
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        sys.exit(EXIT_CONFIG)
+    click.echo("configuration OK")

@@ -1,0 +1,128 @@
+"""``mailflow tickets``: list and inspect tickets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from mailflow.cli.base import EXIT_CONFIG, _iso, _open_db, fail, handles_errors
+from mailflow.config import Settings
+from mailflow.store.models import (
+    OutboxRow,
+    QuarantinedMessage,
+    StoredMessage,
+    Ticket,
+    TicketEvent,
+)
+from mailflow.tickets import OPEN_STATUSES, parse_ref, ref
+
+# -- tickets ------------------------------------------------------------------------------
+
+def _ticket_dict(settings: Settings, t: Ticket) -> dict[str, Any]:
+    return {
+        "ref": ref(settings.ticket_prefix, t.id), "id": t.id, "subject": t.subject,
+        "requester": t.requester, "status": t.status, "severity": t.severity,
+        "category": t.category, "owner_group": t.owner_group, "tags": t.tags,
+        "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
+        "reopen_count": t.reopen_count, "linked_ticket": t.linked_ticket_id,
+        "rules_version": t.rules_version,
+    }
+
+
+@click.group()
+def tickets() -> None:
+    """List and inspect tickets."""
+
+
+@tickets.command("list")
+@click.option("--open", "only_open", is_flag=True, help="Only tickets not resolved or closed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=200, show_default=True)
+@click.pass_context
+@handles_errors
+def tickets_list(ctx: click.Context, only_open: bool, as_json: bool, limit: int) -> None:
+    """List tickets, newest first."""
+    settings, sessions = _open_db(ctx)
+    with sessions() as s:
+        q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+        if only_open:
+            q = q.where(Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
+        rows = s.scalars(q).all()
+        quarantined = s.scalar(select(func.count()).select_from(QuarantinedMessage)
+                               .where(QuarantinedMessage.released_at.is_(None))) or 0
+    if as_json:
+        click.echo(json.dumps({"tickets": [_ticket_dict(settings, t) for t in rows],
+                               "quarantined": quarantined}, indent=2))
+        return
+    if not rows:
+        click.echo("no tickets")
+    for t in rows:
+        click.echo(f"{ref(settings.ticket_prefix, t.id):<10} {t.status:<9} sev {t.severity} "
+                   f"{t.category:<14} {t.owner_group or '-':<12} {t.requester:<30} "
+                   f"{t.subject[:60]}")
+    if quarantined:
+        click.echo(f"\n{quarantined} message(s) in quarantine: `mailflow quarantine list`")
+
+
+@tickets.command("show")
+@click.argument("ticket")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handles_errors
+def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
+    """Show one ticket (SUP-12 or 12) with its messages and event trail."""
+    settings, sessions = _open_db(ctx)
+    tid = parse_ref(ticket, settings.ticket_prefix)
+    if tid is None:
+        fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
+             EXIT_CONFIG)
+    with sessions() as s:
+        t = s.get(Ticket, tid)
+        if t is None:
+            fail(f"no ticket {ref(settings.ticket_prefix, tid)}")
+        data = _ticket_dict(settings, t)
+        data["participants"] = sorted(p.address for p in t.participants)
+        data["messages"] = [
+            {"id": m.id, "direction": m.direction, "from": m.from_addr, "subject": m.subject,
+             "received_at": _iso(m.received_at), "message_id": m.message_id,
+             "text": m.new_text, "flags": m.flags,
+             "attachments": [{"filename": a.filename, "type": a.content_type, "size": a.size,
+                              "kept": a.kept} for a in m.attachments]}
+            for m in s.scalars(select(StoredMessage).where(StoredMessage.ticket_id == tid)
+                               .order_by(StoredMessage.id))
+        ]
+        data["events"] = [
+            {"at": _iso(e.at), "kind": e.kind, "actor": e.actor, "summary": e.summary,
+             "data": e.data}
+            for e in s.scalars(select(TicketEvent).where(TicketEvent.ticket_id == tid)
+                               .order_by(TicketEvent.id))
+        ]
+        data["outbox"] = [
+            {"id": o.id, "kind": o.kind, "to": o.recipient, "status": o.status,
+             "message_id": o.message_id, "last_error": o.last_error}
+            for o in s.scalars(select(OutboxRow).where(OutboxRow.ticket_id == tid)
+                               .order_by(OutboxRow.id))
+        ]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{data['ref']}  {t.subject}")
+    click.echo(f"  status {t.status}, severity {t.severity}, {t.category}, owner "
+               f"{t.owner_group}, tags {', '.join(t.tags) or '-'}")
+    click.echo(f"  requester {t.requester}; participants {', '.join(data['participants'])}")
+    click.echo("\nMessages:")
+    for m in data["messages"]:
+        click.echo(f"  [{m['received_at']}] {m['direction']} {m['from']}: {m['subject']}")
+        for line in (m["text"] or "").splitlines()[:20]:
+            click.echo(f"      {line}")
+    click.echo("\nEvents:")
+    for e in data["events"]:
+        click.echo(f"  {e['at']}  {e['kind']:<18} {e['actor']:<28} {e['summary']}")
+    if data["outbox"]:
+        click.echo("\nMail:")
+        for o in data["outbox"]:
+            click.echo(f"  #{o['id']} {o['kind']} to {o['to']}: {o['status']}"
+                       + (f" ({o['last_error']})" if o["last_error"] else ""))
