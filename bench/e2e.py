@@ -1,0 +1,313 @@
+"""End to end: a Dovecot INBOX -> tickets -> acknowledgments delivered into Dovecot.
+
+One ``mailflow run --once`` (``daemon.run_once`` on a fresh SQLite database, app built
+inside the clock) on a seeded mailbox of realistic support mail, against the real
+loopback stack: Dovecot, and an SMTP server (``mailstack.LmtpRelay``) that answers 250
+only once the mail is in the recipient's Dovecot INBOX. Acknowledgments are counted in
+the recipients' mailboxes, not in our database.
+
+The same run measures the baselines, against the same servers:
+
+- raw IMAP ``FETCH BODY.PEEK[]`` of the mailbox (as ``bench/ingest.py``);
+- raw SMTP with aiosmtplib over 1 and N connections, sending the very acknowledgments
+  mailflow sent (same bytes, same recipients; one header renamed so they are not
+  counted as acknowledgments);
+- the same two and one mailflow run against a discarding SMTP sink (answers 250 and
+  drops the mail): the sender's own ceiling, where the server costs nothing.
+
+The "serial ideal" is fetching everything at the raw rate, then sending every
+acknowledgment at the raw one-connection rate. The stack and the sink each run in a
+process of their own, as they would for a user: their Python does not share
+mailflow's GIL.
+
+    .venv/bin/python bench/e2e.py [--messages 2000] [--connections 1,4] [--sink-connections 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiosmtplib
+from sqlalchemy import select
+
+from bench.ingest import _body, raw_fetch_rate
+from mailflow import config as config_mod
+from mailflow.app import build
+from mailflow.daemon import run_once
+from mailflow.mailstack import PASSWORD, MailStack
+from mailflow.store.db import make_engine, upgrade
+from mailflow.store.models import OutboxRow
+
+ROOT = Path(__file__).resolve().parents[1]
+SUPPORT = "support@example.test"
+SUBJECTS = ("Cannot log in since this morning", "Invoice {n} is wrong", "Printer on floor {n}",
+            "VPN drops every few minutes", "Password reset does not arrive",
+            "Order {n} never arrived", "Website shows error 500", "Need access to folder {n}",
+            "Backup failed last night", "Licence key rejected", "Mail stuck in outbox",
+            "Slow database reports")
+DJANGO_HELPDESK = 31.9  # msg/s, same mailbox and stack (issue 16); not re-measured here
+
+
+# -- the mailbox ------------------------------------------------------------------------------
+
+def customers(n: int) -> list[str]:
+    return [f"customer{i}@customers.test" for i in range(n)]
+
+
+def make_mailbox(n: int, people: list[str], seed: int = 16) -> list[bytes]:
+    """Seeded support mail: new requests, ~21 % replies to earlier ones (threaded by
+    In-Reply-To), ~3 % automatic mail (out-of-office and the
+    like, which gets no acknowledgment), 1-4 KB bodies, a few HTML alternatives."""
+    rng = random.Random(seed)
+    date = format_datetime(datetime(2026, 1, 5, 9, tzinfo=UTC))
+    sent: list[tuple[str, str, str]] = []
+    out: list[bytes] = []
+    for i in range(n):
+        who = rng.choice(people)
+        name = who.split("@")[0].replace("customer", "Customer ")
+        mid = f"<e2e.{i}.{rng.getrandbits(48):x}@customers.test>"
+        head = [f"From: {name} <{who}>", f"To: Support <{SUPPORT}>", f"Date: {date}",
+                f"Message-ID: {mid}", "MIME-Version: 1.0"]
+        roll = rng.random()
+        if roll < 0.212 and sent:
+            osender, omid, osubj = rng.choice(sent)
+            head[0] = f"From: Customer <{osender}>"
+            head += [f"Subject: Re: {osubj}", f"In-Reply-To: {omid}", f"References: {omid}"]
+            text = (_body(rng, rng.randint(200, 900)) + "\n\nOn Monday you wrote:\n> "
+                    + _body(rng, 300).replace("\n", "\n> "))
+        else:
+            subj = rng.choice(SUBJECTS).format(n=rng.randint(1, 9999))
+            if roll > 0.97:
+                head.append("Auto-Submitted: auto-replied")
+                subj = f"Out of office: {subj}"
+            head.append(f"Subject: {subj}")
+            sent.append((who, mid, subj))
+            text = _body(rng, rng.randint(800, 3600))
+        text = text.replace("\n", "\r\n") + "\r\n"
+        if rng.random() < 0.15:
+            html = "<html><body><p>" + text.replace("\r\n", "<br>\r\n") + "</p></body></html>"
+            head.append('Content-Type: multipart/alternative; boundary="b1"')
+            body = ("--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text
+                    + "--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html
+                    + "\r\n--b1--\r\n")
+        else:
+            head += ["Content-Type: text/plain; charset=utf-8",
+                     "Content-Transfer-Encoding: 8bit"]
+            body = text
+        out.append(("\r\n".join(head) + "\r\n\r\n" + body).encode())
+    return out
+
+
+# -- servers in processes of their own -----------------------------------------------------------
+
+class _Sink:
+    """aiosmtpd handler that accepts and drops every mail."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK dropped"
+
+
+def _serve(kind: str, root: str, users: list[str], conn: Connection) -> None:
+    if kind == "stack":
+        stack = MailStack.create(Path(root), users=users).start()
+        conn.send({"imap": stack.imap_port, "smtp": stack.smtp_port})
+        conn.recv()
+        stack.stop()
+    else:
+        from aiosmtpd.controller import Controller
+
+        from mailflow.mailstack import free_port
+
+        ctl = Controller(_Sink(), hostname="127.0.0.1", port=free_port())
+        ctl.start()
+        conn.send({"smtp": ctl.port})
+        conn.recv()
+        ctl.stop()
+
+
+@contextmanager
+def server(kind: str, root: Path, users: list[str]) -> Iterator[dict[str, int]]:
+    ours, theirs = mp.Pipe()
+    proc = mp.get_context("fork").Process(target=_serve, args=(kind, str(root), users, theirs))
+    proc.start()
+    try:
+        yield ours.recv()
+    finally:
+        ours.send("stop")
+        proc.join(30)
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+def delivered(stack: MailStack, people: list[str]) -> int:
+    """Mail in the customers' INBOXes, counted by Dovecot."""
+    total = 0
+    for user in people:
+        with stack.imap(user) as c:
+            total += int(c.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"])
+    return total
+
+
+def unmark(stack: MailStack) -> None:
+    """Make the support INBOX new again for the next run."""
+    with stack.imap(SUPPORT) as c:
+        c.select_folder("INBOX")
+        c.remove_flags(c.search("ALL"), [b"\\Seen", b"$MailflowProcessed"], silent=True)
+
+
+def raw_smtp(port: int, mails: list[tuple[str, str, bytes]], connections: int) -> float:
+    """Seconds to send every mail with plain aiosmtplib over this many connections."""
+    async def one(part: list[tuple[str, str, bytes]]) -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+        await client.connect()
+        for sender, rcpt, raw in part:
+            await client.sendmail(sender, [rcpt], raw)
+        await client.quit()
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(one(mails[i::connections]) for i in range(connections)))
+
+    t0 = time.perf_counter()
+    asyncio.run(all_of_them())
+    return time.perf_counter() - t0
+
+
+def mailflow_once(work: Path, imap_port: int, smtp_port: int, connections: int,
+                  tag: str) -> tuple[float, Any, str]:
+    """One `mailflow run --once` on a fresh database: (seconds, result, database URL)."""
+    url = f"sqlite:///{work / f'{tag}.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    settings = config_mod.validate({
+        "database": url, "support_address": SUPPORT,
+        "imap": {"host": "127.0.0.1", "port": imap_port, "security": "none",
+                 "username": SUPPORT, "password_env": "MAILFLOW_IMAP_PASSWORD",
+                 "batch_size": 500},
+        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none",
+                 "connections": connections},
+        "rules_dir": str(ROOT / "rules"),
+    }, base_dir=work)
+    t0 = time.perf_counter()
+    app = build(settings)
+    try:
+        res = run_once(app)
+    finally:
+        secs = time.perf_counter() - t0
+        app.close()
+    return secs, res, url
+
+
+def sent_mails(url: str) -> list[tuple[str, str, bytes]]:
+    """What mailflow sent, as raw SMTP input with its header renamed (same size)."""
+    engine = make_engine(url)
+    with engine.connect() as c:
+        rows = c.execute(select(OutboxRow.mail_from, OutboxRow.recipient, OutboxRow.raw)
+                         .where(OutboxRow.status == "sent").order_by(OutboxRow.id)).all()
+    engine.dispose()
+    return [(f, r, raw.replace(b"X-Mailflow-Ticket:", b"X-Benchmark-Copy:", 1))
+            for f, r, raw in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--customers", type=int, default=1000)
+    ap.add_argument("--connections", default="1,4",
+                    help="smtp.connections values to run mailflow with (comma-separated)")
+    ap.add_argument("--sink-connections", type=int, default=4)
+    args = ap.parse_args()
+    conns = [int(c) for c in args.connections.split(",")]
+    n_raw = max([*conns, args.sink_connections])
+
+    work = Path(tempfile.mkdtemp(prefix="mailflow-e2e-"))
+    os.chmod(work, 0o755)
+    os.environ["MAILFLOW_IMAP_PASSWORD"] = PASSWORD
+    people = customers(args.customers)
+    mailbox = make_mailbox(args.messages, people)
+    rows: list[tuple[str, float, float | None, str]] = []
+    with server("stack", work / "stack", [SUPPORT, *people]) as ports, \
+            server("sink", work, []) as sink:
+        stack = MailStack(root=work / "stack", imap_port=ports["imap"],
+                          smtp_port=ports["smtp"])
+        with stack.imap(SUPPORT) as c:
+            for i in range(0, len(mailbox), 200):
+                c.multiappend("INBOX", mailbox[i:i + 200])
+        avg = sum(map(len, mailbox)) / len(mailbox)
+        print(f"mailbox: {len(mailbox)} messages (avg {avg:.0f} bytes), "
+              f"{args.customers} customers; load: {os.getloadavg()}")
+        n, fetch_secs = raw_fetch_rate(stack)
+        rows.append(("raw FETCH BODY.PEEK[] (1 connection)", n / fetch_secs, None, ""))
+
+        runs: list[tuple[int, float, Any, int]] = []
+        url = ""
+        for k in conns:
+            if runs:
+                unmark(stack)
+            before = delivered(stack, people)
+            secs, res, url = mailflow_once(work, stack.imap_port, stack.smtp_port, k,
+                                           f"real{k}")
+            got = delivered(stack, people) - before
+            runs.append((k, secs, res, got))
+            print(f"mailflow, smtp.connections {k}: {secs:.2f}s, fetched {res.fetched} "
+                  f"{dict(res.outcomes)}, sent {len(res.delivery.sent)}, "
+                  f"retrying {len(res.delivery.retrying)}, failed {len(res.delivery.failed)}; "
+                  f"in the customers' INBOXes: {got}")
+
+        mails = sent_mails(url)
+        smtp1 = raw_smtp(stack.smtp_port, mails, 1)
+        smtpn = raw_smtp(stack.smtp_port, mails, n_raw)
+        sink1 = raw_smtp(sink["smtp"], mails, 1)
+        sinkn = raw_smtp(sink["smtp"], mails, n_raw)
+        acks = len(mails)
+        avg_ack = sum(len(m[2]) for m in mails) / max(1, acks)
+        rows += [("raw SMTP into the stack, 1 connection", acks / smtp1, None, "mails/s"),
+                 (f"raw SMTP into the stack, {n_raw} connections", acks / smtpn, None,
+                  "mails/s"),
+                 ("raw SMTP into the discarding sink, 1 connection", acks / sink1, None,
+                  "mails/s"),
+                 (f"raw SMTP into the discarding sink, {n_raw} connections", acks / sinkn,
+                  None, "mails/s")]
+        ideal = n / (n / fetch_secs) + acks / (acks / smtp1)
+        sink_ideal = n / (n / fetch_secs) + acks / (acks / sink1)
+        for k, secs, res, got in runs:
+            rows.append((f"mailflow run --once, smtp.connections {k} ({got} acks delivered)",
+                         res.fetched / secs, ideal / secs, ""))
+        unmark(stack)
+        secs, res, _ = mailflow_once(work, stack.imap_port, sink["smtp"],
+                                     args.sink_connections, "sink")
+        rows.append((f"mailflow run --once into the sink, smtp.connections "
+                     f"{args.sink_connections} ({len(res.delivery.sent)} acks)",
+                     res.fetched / secs, sink_ideal / secs, ""))
+
+    print(f"\nacknowledgments: {acks} (avg {avg_ack:.0f} bytes); serial ideal "
+          f"{ideal:.2f}s = fetch {fetch_secs:.2f}s + {acks} acks at the raw 1-connection "
+          f"rate {smtp1:.2f}s (into the sink: {sink_ideal:.2f}s)")
+    print(f"django-helpdesk, same mailbox and stack (issue 16): {DJANGO_HELPDESK} msg/s\n")
+    print(f"| {'what':<72} | {'rate':>14} | ratio to serial ideal | x django-helpdesk |")
+    print(f"| {'-' * 72} | {'-' * 14} | --- | --- |")
+    for what, rate, ratio, unit in rows:
+        unit = unit or "msg/s"
+        r = f"{ratio:.2f}" if ratio is not None else ""
+        x = f"{rate / DJANGO_HELPDESK:.0f}x" if ratio is not None else ""
+        print(f"| {what:<72} | {rate:>8,.0f} {unit:<5} | {r} | {x} |")
+
+
+if __name__ == "__main__":
+    main()
