@@ -1,7 +1,7 @@
 """Typed settings from ``mailflow.yaml``.
 
 The administrator edits this file at odd hours, so validation reports every problem at
-once, each with its key path (``mailflow.yaml: imap.port: must be an integer (got
+once, each with its line and key path (``mailflow.yaml:3: imap.port: must be an integer (got
 "abc")``), and never echoes a secret back.
 """
 
@@ -12,9 +12,10 @@ import re
 import shlex
 import ssl
 import subprocess
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -29,12 +30,13 @@ from pydantic import (
     model_validator,
 )
 
+from mailflow.configerrors import KeyLines, describe, key_lines
+
 DEFAULT_CONFIG_PATH = Path("mailflow.yaml")
 CONFIG_ENV = "MAILFLOW_CONFIG"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SECRET_KEYS = {"password", "token"}
 
 
 class ConfigError(Exception):
@@ -93,7 +95,17 @@ class _Login(_Strict):
     # server); the system's CAs are trusted either way.
     ca_file: Path | None = None
     password_env: str | None = None
+    # A file whose content (surrounding whitespace stripped) is the password: Docker and
+    # systemd credentials (/run/secrets/..., $CREDENTIALS_DIRECTORY/...).
+    password_file: Path | None = None
     password: SecretStr | None = None
+
+    def under(self, base: Path) -> Self:
+        """A copy with relative file paths taken relative to the config file's folder,
+        as ``rules_dir`` is, not to wherever the daemon was started from."""
+        update = {k: base / v for k in ("password_file", "token_file", "ca_file")
+                  if (v := getattr(self, k)) is not None and not v.is_absolute()}
+        return self.model_copy(update=update) if update else self
 
     def tls_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
@@ -102,7 +114,7 @@ class _Login(_Strict):
         return ctx
 
     def secret(self, environ: dict[str, str] | None = None) -> str | None:
-        """The password, read from the environment when ``password_env`` names it.
+        """The password, from the variable ``password_env`` names or ``password_file``.
 
         Read at connect time, not at load time, so a rotated secret is picked up by the
         next connection and the value never sits in a long-lived settings object.
@@ -114,6 +126,16 @@ class _Login(_Strict):
                 raise ConfigError(
                     [f"environment variable {self.password_env} (password_env) is not set"]
                 )
+            return value
+        if self.password_file is not None:
+            try:
+                value = self.password_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise CredentialError(
+                    f"cannot read password_file {self.password_file}: {why}") from None
+            if not value:
+                raise CredentialError(f"password_file {self.password_file} is empty")
             return value
         return self.password.get_secret_value() if self.password else None
 
@@ -150,16 +172,19 @@ class _Login(_Strict):
 
     @model_validator(mode="after")
     def _one_password_source(self) -> _Login:
-        if self.password_env and self.password:
-            raise ValueError("give either password_env or password, not both")
+        given = [k for k in ("password_env", "password_file", "password") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of password_env, password_file or password "
+                             f"(got {' and '.join(given)})")
         if self.auth == "xoauth2":
             if (self.token_file is None) == (self.token_command is None):
                 raise ValueError("auth: xoauth2 needs exactly one of token_file or "
                                  "token_command")
             if not self.username:
                 raise ValueError("auth: xoauth2 needs the username (the mailbox address)")
-            if self.password_env or self.password:
-                raise ValueError("auth: xoauth2 uses a token, not password/password_env")
+            if given:
+                raise ValueError("auth: xoauth2 uses a token, not password/password_env/"
+                                 "password_file")
         elif self.token_file is not None or self.token_command is not None:
             raise ValueError("token_file and token_command are used only with auth: xoauth2")
         return self
@@ -320,55 +345,33 @@ class Settings(_Strict):
         return frozenset({self.support_address, *(a.lower() for a in self.own_addresses)})
 
 
-def _describe(err: dict[str, Any]) -> str:
-    """Turn one pydantic error into the sentence an administrator can act on."""
-    loc = [str(p) for p in err["loc"]]
-    kind = err["type"]
-    value = err.get("input")
-    secret = any(p in _SECRET_KEYS for p in loc)
-    shown = "(hidden)" if secret else (f'"{value}"' if isinstance(value, str) else repr(value))
-    if kind == "missing":
-        msg = "is required"
-    elif kind == "extra_forbidden":
-        msg = "unknown key"
-    elif kind in ("int_parsing", "int_type", "int_from_float"):
-        msg = f"must be an integer (got {shown})"
-    elif kind in ("bool_parsing", "bool_type"):
-        msg = f"must be true or false (got {shown})"
-    elif kind in ("string_type",):
-        msg = f"must be text (got {shown})"
-    elif kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        msg = f"must be one of {expected} (got {shown})"
-    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        msg = f"{err['msg'].lower()} (got {shown})"
-    elif kind == "string_pattern_mismatch":
-        msg = f"has the wrong form (got {shown})"
-    elif kind in ("list_type",):
-        msg = f"must be a list (got {shown})"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        msg = f"must be a mapping of keys (got {shown})"
-    elif kind == "value_error":
-        msg = str(err.get("ctx", {}).get("error", err["msg"]))
-    else:
-        msg = err["msg"] if secret else f"{err['msg']} (got {shown})"
-    # Value errors raised by model validators have no field: name the section.
-    return f"{'.'.join(loc) or '(top level)'}: {msg}"
-
-
-def validate(data: Any, source: str = "mailflow.yaml", base_dir: Path | None = None) -> Settings:
-    """Validate already-loaded YAML; raise :class:`ConfigError` listing every problem."""
+def validate(data: Any, source: str = "mailflow.yaml", base_dir: Path | None = None,
+             lines: KeyLines | None = None) -> Settings:
+    """Validate already-loaded YAML; raise :class:`ConfigError` listing every problem,
+    each at its line when ``lines`` (from :func:`configerrors.key_lines`) knows it."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the file must be a mapping of keys"])
+    problems = [f"{source}:{line}: {'.'.join(path)}: duplicate key (first at line {first}; "
+                "YAML would silently keep the last one)"
+                for path, line, first in (lines.duplicates if lines else [])]
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            [f"{source}: {_describe(e)}" for e in exc.errors(include_url=False)]
-        ) from None
-    return settings.model_copy(update={"base_dir": base_dir or Path(".")})
+        problems += [f"{_at(source, lines, e['loc'])}: {describe(e, Settings)}"
+                     for e in exc.errors(include_url=False)]
+    if problems:
+        raise ConfigError(problems)
+    base = base_dir or Path(".")
+    return settings.model_copy(update={"base_dir": base, "imap": settings.imap.under(base),
+                                       "smtp": settings.smtp.under(base)})
+
+
+def _at(source: str, lines: KeyLines | None, loc: Sequence[Any]) -> str:
+    """``mailflow.yaml:14`` where the offending key is known, else ``mailflow.yaml``."""
+    line = lines.line_of(loc) if lines else None
+    return f"{source}:{line}" if line else source
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -396,4 +399,5 @@ def load(path: Path) -> Settings:
         where = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError([f"{name}{where}: {problem}"]) from None
-    return validate(data, source=path.name, base_dir=path.parent.resolve())
+    return validate(data, source=path.name, base_dir=path.parent.resolve(),
+                    lines=key_lines(text))

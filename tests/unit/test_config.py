@@ -57,7 +57,7 @@ def test_check_broken_config_exits_2_listing_every_problem(tmp_path: Path) -> No
                    "bogus: 1\n")
     res = CliRunner().invoke(main, ["--config", str(cfg), "check"])
     assert res.exit_code == 2
-    assert 'mailflow.yaml: imap.port: must be an integer (got "abc")' in res.output
+    assert 'mailflow.yaml:2: imap.port: must be an integer (got "abc")' in res.output
     assert "smtp.security" in res.output and "bogus: unknown key" in res.output
     assert "sekrit" not in res.output
 
