@@ -22,6 +22,7 @@ from mailflow.cli.base import (
 )
 from mailflow.cli.db import db
 from mailflow.cli.demo import demo
+from mailflow.cli.export import COMMANDS as EXPORT_COMMANDS
 from mailflow.cli.init import check, init
 from mailflow.cli.outbox import outbox
 from mailflow.cli.quarantine import quarantine
@@ -49,4 +50,6 @@ def main(ctx: click.Context, config: str | None, verbose: int) -> None:
 
 
 for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo):
+    main.add_command(_command)
+for _command in EXPORT_COMMANDS:
     main.add_command(_command)
