@@ -1,6 +1,7 @@
 """Classification of tickets from administrator-edited rule files (docs/rules.md)."""
 
 from mailflow.classify.conditions import Facts
+from mailflow.classify.groups import Group, GroupsConfig, Objectives, load_groups
 from mailflow.classify.ruleset import (
     Classification,
     Problem,
@@ -13,9 +14,13 @@ from mailflow.classify.ruleset import (
 __all__ = [
     "Classification",
     "Facts",
+    "Group",
+    "GroupsConfig",
+    "Objectives",
     "Problem",
     "RuleHit",
     "RuleSet",
     "RulesError",
+    "load_groups",
     "load_rules",
 ]

@@ -33,10 +33,12 @@ from mailflow.classify.conditions import (
     regex_matcher,
     words_matcher,
 )
+from mailflow.classify.groups import FRONTLINE, Group, GroupsConfig, read_groups
+from mailflow.classify.problems import Collector as _Collector
+from mailflow.classify.problems import Problem, RulesError
 from mailflow.classify.yamlsource import LocDict, LocList, YamlProblem, load_located
 
 CATEGORIES = ("technical", "administrative")
-FRONTLINE = "frontline"
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _RULE_KEYS = {"name", "description", "when", "set", "stop"}
 _SET_KEYS = {"severity", "category", "owner", "tags"}
@@ -44,22 +46,6 @@ _FILE_KEYS = {"defaults", "business_hours", "rules"}
 # Files in rules_dir that are not rule files: each has its own loader (sla_policy.py,
 # escalation_chain.py) and its own format.
 NOT_RULE_FILES = frozenset({"groups.yaml", "sla.yaml", "escalation.yaml"})
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    what: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.what}"
-
-
-class RulesError(Exception):
-    def __init__(self, problems: list[Problem]):
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -94,13 +80,6 @@ class Classification:
 
 
 @dataclass(frozen=True)
-class Group:
-    name: str
-    address: str | None
-    description: str
-
-
-@dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
     default_severity: int
@@ -109,6 +88,11 @@ class RuleSet:
     groups: dict[str, Group]
     version: str
     files: tuple[str, ...] = field(default=())
+
+    @property
+    def tiers(self) -> GroupsConfig:
+        """The groups with their members and objectives, for referrals and commands."""
+        return GroupsConfig(self.groups)
 
     def evaluate(self, facts: Facts, trace: bool = True) -> Classification:
         """``trace=False`` skips the per-rule record that only ``rules test`` shows: the
@@ -142,15 +126,6 @@ class RuleSet:
             trace=tuple(hits),
             version=self.version,
         )
-
-
-class _Collector:
-    def __init__(self, file: str):
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def add(self, line: int, what: str) -> None:
-        self.problems.append(Problem(self.file, line, what))
 
 
 def _read_lists(rules_dir: Path, display: str, problems: list[Problem]) -> dict[str, AddressSet]:
@@ -187,45 +162,6 @@ def _read_lists(rules_dir: Path, display: str, problems: list[Problem]) -> dict[
         problems.extend(c.problems)
         lists[name] = AddressSet(f"list {name}", frozenset(addrs), frozenset(domains))
     return lists
-
-
-def _read_groups(rules_dir: Path, display: str, problems: list[Problem]) -> dict[str, Group]:
-    groups = {FRONTLINE: Group(FRONTLINE, None, "the help desk keeps the ticket")}
-    path = rules_dir / "groups.yaml"
-    if not path.is_file():
-        return groups
-    c = _Collector(f"{display}/groups.yaml")
-    try:
-        data = load_located(path.read_text(encoding="utf-8"))
-    except (YamlProblem, UnicodeDecodeError, OSError) as exc:
-        c.add(getattr(exc, "line", 1), getattr(exc, "what", str(exc)))
-        problems.extend(c.problems)
-        return groups
-    body = data.get("groups") if isinstance(data, LocDict) else None
-    if not isinstance(body, LocDict):
-        c.add(getattr(data, "line", 1), "groups.yaml needs a `groups:` mapping of name: settings")
-        problems.extend(c.problems)
-        return groups
-    for name, spec in body.items():
-        line = body.line_of(name)
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-            c.add(line, f"group name {name!r} must be lower-case letters, digits, - or _")
-            continue
-        spec = spec if spec is not None else LocDict()
-        if not isinstance(spec, dict):
-            c.add(line, f"group {name}: settings must be a mapping (address, description)")
-            continue
-        for k in spec:
-            if k not in ("address", "description"):
-                c.add(spec.line_of(k) if isinstance(spec, LocDict) else line,
-                      f"group {name}: unknown key {k!r} (expected address, description)")
-        addr = spec.get("address")
-        if addr is not None and (not isinstance(addr, str) or "@" not in addr):
-            c.add(line, f"group {name}: address must be an email address (got {addr!r})")
-            addr = None
-        groups[name] = Group(name, addr, str(spec.get("description", "")))
-    problems.extend(c.problems)
-    return groups
 
 
 class _Builder:
@@ -459,7 +395,7 @@ def load_rules(rules_dir: Path, display: str | None = None) -> RuleSet:
     for p in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("lists/*.yaml")]):
         digest.update(p.relative_to(rules_dir).as_posix().encode() + b"\0" + p.read_bytes())
     lists = _read_lists(rules_dir, display, problems)
-    groups = _read_groups(rules_dir, display, problems)
+    groups = read_groups(rules_dir, display, problems)
     defaults: dict[str, Any] = {"severity": 3, "category": "technical", "owner": FRONTLINE}
     default_hours = BusinessHours(True, frozenset(range(5)), time(8), time(18))
     rules: list[Rule] = []
