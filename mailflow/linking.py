@@ -82,6 +82,8 @@ class TicketFacts:
     reply_token: str
     closed_at: datetime | None
     participants: frozenset[str]
+    severity: int = 3
+    owner_group: str | None = None
 
 
 @dataclass(frozen=True)

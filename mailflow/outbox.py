@@ -67,10 +67,9 @@ def claim(sessions: sessionmaker[Session], now: datetime, lease: timedelta,
 
 def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime) -> bytes:
     ctx: dict[str, Any] = dict(row.context)
-    env_data = ctx.pop("_envelope", {})
     reply_to = None
-    if row.ticket_id is not None and env_data.get("token"):
-        reply_to = reply_address(settings.support_address, row.ticket_id, env_data["token"])
+    if row.ticket_id is not None and row.reply_token:
+        reply_to = reply_address(settings.support_address, row.ticket_id, row.reply_token)
     env = Envelope(
         mail_from=row.mail_from,
         from_name=settings.from_name,
@@ -78,9 +77,9 @@ def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime
         message_id=row.message_id,
         date=now,
         reply_to=reply_to,
-        in_reply_to=env_data.get("in_reply_to"),
-        references=tuple(r for r in env_data.get("references", []) if r),
-        auto_submitted=env_data.get("auto_submitted", "auto-replied"),
+        in_reply_to=row.in_reply_to,
+        references=tuple(r for r in row.references or () if r),
+        auto_submitted=row.auto_submitted or "auto-replied",
         extra_headers=(("X-Mailflow-Ticket", ctx.get("ticket", {}).get("ref", "")),)
         if row.ticket_id is not None else (),
     )

@@ -27,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, tzinfo
 
 from mailflow.classify import RuleSet
-from mailflow.ingest import Fetched, Prepared, prepare_batch
+from mailflow.prepare import Fetched, Prepared, prepare_batch
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,26 @@ def insert_many(session: Session, model: type[Any], rows: Sequence[dict[str, Any
     table = model.__table__
     for group in groups.values():
         conn.execute(table.insert(), group)
+
+
+def insert_ignore(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT that leaves an existing row with the same key alone (suppressions: the
+    first reason stays; two workers suppressing one address do not collide)."""
+    if not rows:
+        return
+    conn = session.connection()
+    table = model.__table__
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    conn.execute(dialect_insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def chunks(items: Sequence[Any], n: int = 500) -> Iterable[Sequence[Any]]:
+    """Slices for ``IN (...)`` lists: SQLite allows at most a few thousand parameters."""
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
 
 
 @contextmanager

@@ -198,6 +198,12 @@ class OutboxRow(Base):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     template: Mapped[str] = mapped_column(String(100))
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The envelope, fixed when queued (never customer text as a header: In-Reply-To and
+    # References are Message-IDs the parser validated).
+    reply_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    in_reply_to: Mapped[str | None] = mapped_column(Text, default=None)
+    references: Mapped[list[str]] = mapped_column(default=list)
+    auto_submitted: Mapped[str] = mapped_column(String(40), default="auto-replied")
     # Rendered once, at the first delivery attempt, and kept: retries send these bytes.
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
     status: Mapped[str] = mapped_column(String(16), default="pending")

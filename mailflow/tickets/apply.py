@@ -1,0 +1,378 @@
+"""The one writer: effects in, rows out, in the caller's transaction.
+
+Every change to a ticket, every event, every outbox row and every suppression is
+written here and nowhere else, so that a referral, a tier command, an escalation step
+and a CLI action leave the same trail as ingest does. The caller owns the transaction
+(ingest commits the batch with its mailbox checkpoint; the CLI commits one action).
+
+Writes are grouped: one executemany per table and key set, which is what keeps ingest
+at thousands of messages a second. Counters and severities are changed in SQL
+(``reopen_count = reopen_count + 1``, ``severity = min(severity, :new)``), so two
+workers applying to the same ticket at once lose no update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, case, func, select
+from sqlalchemy.orm import Session
+
+from mailflow.linking import message_id_for, reply_address
+from mailflow.store.db import chunks, insert_ignore, insert_many
+from mailflow.store.models import (
+    Attachment,
+    OutboxRow,
+    Participant,
+    QuarantinedMessage,
+    StoredMessage,
+    Suppression,
+    Ticket,
+    TicketEvent,
+)
+from mailflow.tickets import (
+    CUSTOMER_KINDS,
+    RESPONSE_KINDS,
+    EventKind,
+    OutboxKind,
+    OutboxStatus,
+    Status,
+    Writer,
+    event,
+    ref,
+)
+from mailflow.tickets.effects import (
+    AddMessage,
+    Effect,
+    MailFailed,
+    MailRetry,
+    MailSent,
+    Note,
+    OpenTicket,
+    Quarantine,
+    QueueMail,
+    Reopen,
+    SetOwner,
+    SetSeverity,
+    SetStatus,
+    SkipAck,
+    SuppressAddress,
+)
+
+_T = Ticket.__table__
+_O = OutboxRow.__table__
+
+
+@dataclass(frozen=True)
+class ApplyContext:
+    now: datetime
+    support_address: str
+    domain: str
+    prefix: str
+
+
+@dataclass
+class Applied:
+    ids: dict[int, int] = field(default_factory=dict)  # OpenTicket key -> ticket id
+    opened: list[int] = field(default_factory=list)
+    queued: int = 0  # outbox rows written
+    quarantined: int = 0
+
+
+def apply(s: Session, effects: Iterable[Effect], ctx: ApplyContext) -> Applied:
+    return _Writer(s, ctx).run(effects)
+
+
+class _Writer:
+    def __init__(self, s: Session, ctx: ApplyContext):
+        self.s = s
+        self.ctx = ctx
+        self.now = ctx.now
+        self.new: dict[int, dict[str, Any]] = {}  # key -> ticket row not yet inserted
+        self.participants: dict[int, tuple[str, ...]] = {}
+        self.tokens: dict[int, str] = {}  # key -> reply token of tickets opened here
+        self.columns: dict[int, dict[str, Any]] = {}  # ticket -> plain column updates
+        self.reopens: dict[int, int] = {}
+        self.raises: dict[int, int] = {}  # ticket -> lowest severity asked for
+        self.responded: dict[int, datetime] = {}
+        self.events: list[dict[str, Any]] = []
+        self.messages: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        self.outbox: list[tuple[QueueMail, dict[str, Any]]] = []
+        self.quarantine: list[dict[str, Any]] = []
+        self.suppress: dict[str, str] = {}
+        self.outbox_updates: list[dict[str, Any]] = []
+
+    # -- collect ------------------------------------------------------------------------
+    def run(self, effects: Iterable[Effect]) -> Applied:
+        for e in effects:
+            self._collect(e)
+        return self._write()
+
+    def _cols(self, ticket: int) -> dict[str, Any]:
+        """Plain column updates: folded into the insert for a ticket opened here."""
+        if ticket < 0:
+            return self.new[ticket]
+        cols = self.columns.setdefault(ticket, {})
+        cols["updated_at"] = self.now
+        return cols
+
+    def _event(self, ticket: int, kind: EventKind, summary: str, actor: str,
+               at: datetime | None = None, **data: Any) -> None:
+        self.events.append(event(ticket, kind, at or self.now, actor, summary, **data))
+
+    def _collect(self, e: Effect) -> None:
+        match e:
+            case OpenTicket():
+                self._open(e)
+            case AddMessage():
+                self._message(e)
+            case Reopen():
+                cols = self._cols(e.ticket)
+                cols.update(status=str(Status.OPEN), resolved_at=None, closed_at=None)
+                if e.ticket < 0:
+                    cols["reopen_count"] += 1
+                else:
+                    self.reopens[e.ticket] = self.reopens.get(e.ticket, 0) + 1
+                self._event(e.ticket, EventKind.REOPENED, e.reason, e.actor, e.at)
+            case SetSeverity():
+                if e.ticket < 0:
+                    row = self.new[e.ticket]
+                    row["severity"] = (min(row["severity"], e.severity) if e.raise_only
+                                       else e.severity)
+                elif e.raise_only:
+                    self._cols(e.ticket)
+                    self.raises[e.ticket] = min(self.raises.get(e.ticket, 9), e.severity)
+                else:
+                    self._cols(e.ticket)["severity"] = e.severity
+                self._event(e.ticket, EventKind.SEVERITY_RAISED, e.reason, e.actor,
+                            previous=e.previous, severity=e.severity, rules=list(e.rules),
+                            rules_version=e.rules_version)
+            case SetStatus():
+                cols = self._cols(e.ticket)
+                cols["status"] = str(e.status)
+                if e.status == Status.RESOLVED:
+                    cols["resolved_at"] = self.now
+                elif e.status == Status.CLOSED:
+                    cols["closed_at"] = self.now
+                self._event(e.ticket, EventKind.STATUS_CHANGED, e.reason, e.actor,
+                            status=str(e.status), previous=e.previous)
+            case SetOwner():
+                self._cols(e.ticket)["owner_group"] = e.group
+                self._event(e.ticket, EventKind.OWNER_CHANGED, e.reason, e.actor,
+                            owner_group=e.group, previous=e.previous)
+            case QueueMail():
+                self._queue(e)
+            case SkipAck():
+                self._event(e.ticket, EventKind.ACK_SKIPPED, e.reason, "mailflow")
+            case SuppressAddress():
+                self.suppress.setdefault(e.address, e.reason)
+            case Quarantine():
+                self.quarantine.append({
+                    "mailbox": e.mailbox, "uidvalidity": e.uidvalidity, "uid": e.fetched.uid,
+                    "dedupe_key": e.key, "reason": e.reason, "raw": e.fetched.raw,
+                    "created_at": self.now})
+            case Note():
+                self._event(e.ticket, e.kind, e.summary, e.actor, e.at, **dict(e.data))
+            case MailSent():
+                self.outbox_updates.append({
+                    "oid": e.outbox_id, "status": str(OutboxStatus.SENT), "sent_at": self.now,
+                    "lease_until": None, "last_error": None})
+                if e.ticket is not None:
+                    self._event(e.ticket, EventKind.MAIL_SENT, f"{e.kind} to {e.recipient}",
+                                "mailflow", outbox_id=e.outbox_id, message_id=e.message_id,
+                                server_answer=e.answer[:200])
+                    if e.kind in RESPONSE_KINDS:
+                        self.responded.setdefault(e.ticket, self.now)
+            case MailFailed():
+                self.outbox_updates.append({
+                    "oid": e.outbox_id, "status": str(OutboxStatus.FAILED),
+                    "lease_until": None, "last_error": e.reason[:2000]})
+                if e.suppress and e.kind in CUSTOMER_KINDS:
+                    self.suppress.setdefault(e.recipient, e.reason)
+                if e.ticket is not None:
+                    self._event(e.ticket, EventKind.DELIVERY_FAILED,
+                                f"{e.kind} to {e.recipient}: {e.reason}", "mailflow",
+                                outbox_id=e.outbox_id, recipient=e.recipient)
+            case MailRetry():
+                self.outbox_updates.append({
+                    "oid": e.outbox_id, "status": str(OutboxStatus.PENDING),
+                    "lease_until": None, "last_error": e.reason[:2000],
+                    "next_attempt_at": e.next_attempt_at})
+
+    def _open(self, e: OpenTicket) -> None:
+        self.new[e.key] = {
+            "subject": e.subject, "requester": e.requester, "status": str(Status.OPEN),
+            "severity": e.severity, "category": e.category, "owner_group": e.owner_group,
+            "tags": list(e.tags), "reply_token": e.reply_token, "linked_ticket_id": e.linked_to,
+            "rules_version": e.rules_version, "reopen_count": 0, "created_at": e.created_at,
+            "updated_at": self.now, "last_customer_at": e.created_at,
+        }
+        self.participants[e.key] = e.participants
+        self.tokens[e.key] = e.reply_token
+        # One event for opening and classifying: the digest and SLA clocks read the
+        # ticket's starting severity and owner from it.
+        self._event(
+            e.key, EventKind.OPENED,
+            f"{e.reason}; severity {e.severity}, {e.category}, owner {e.owner_group}"
+            f" (rules {', '.join(e.rules) or 'none matched: defaults'})", e.actor,
+            e.created_at, message_id=e.message_id, severity=e.severity, category=e.category,
+            owner_group=e.owner_group, tags=list(e.tags), rules=list(e.rules),
+            rules_version=e.rules_version)
+
+    def _message(self, e: AddMessage) -> None:
+        msg, f = e.msg, e.fetched
+        received = f.internaldate or self.now
+        if e.ticket is not None and e.disposition == "ticket" and e.writer in (
+                Writer.CUSTOMER, Writer.UNKNOWN):
+            self._cols(e.ticket)["last_customer_at"] = received
+        flags = []
+        if not msg.from_valid:
+            flags.append("invalid-from")
+        if msg.html_only:
+            flags.append("html-only")
+        if msg.defects:
+            flags.append("defects:" + ",".join(msg.defects[:5]))
+        if e.automatic:
+            flags.append("automatic")
+        limit = e.max_attachment_size
+        atts = [{"filename": a.filename[:500], "content_type": a.content_type[:255],
+                 "size": a.size, "kept": limit is None or a.size <= limit}
+                for a in msg.attachments]
+        self.messages.append(({
+            "ticket_id": e.ticket, "direction": "in", "disposition": e.disposition,
+            "mailbox": e.mailbox, "uidvalidity": e.uidvalidity, "uid": f.uid,
+            "message_id": msg.message_id[:998] if msg.message_id else None,
+            "dedupe_key": msg.dedupe_key, "in_reply_to": msg.in_reply_to,
+            "references": list(msg.references[-50:]), "from_addr": msg.from_addr[:320],
+            "from_name": msg.from_name, "to_addrs": list(msg.to), "cc_addrs": list(msg.cc),
+            "subject": msg.subject, "sent_at": msg.date, "received_at": received,
+            "new_text": msg.new_text,
+            "body_text": None if msg.text.strip() == msg.new_text.strip() else msg.text,
+            "flags": flags, "raw": msg.raw,
+        }, atts))
+
+    def _queue(self, e: QueueMail) -> None:
+        r = e.request
+        row = {
+            "ticket_id": r.ticket, "kind": str(r.kind), "dedupe_key": r.dedupe_key,
+            "mail_from": r.mail_from or self.ctx.support_address, "recipient": r.recipient,
+            "message_id": None, "template": r.template, "context": dict(r.context),
+            "status": str(OutboxStatus.PENDING), "attempts": 0, "next_attempt_at": self.now,
+            "created_at": self.now, "reply_token": r.token, "in_reply_to": r.in_reply_to,
+            "references": list(r.references), "auto_submitted": r.auto_submitted,
+        }
+        self.outbox.append((e, row))
+        if r.ticket is not None:
+            kind = EventKind.ACK_QUEUED if r.kind == OutboxKind.ACKNOWLEDGMENT \
+                else EventKind.MAIL_QUEUED
+            self._event(r.ticket, kind, e.summary or f"{r.kind} to {r.recipient}", "mailflow",
+                        **({} if kind == EventKind.ACK_QUEUED else {"template": r.template}))
+
+    # -- write ----------------------------------------------------------------------------
+    def _write(self) -> Applied:
+        out = Applied()
+        s = self.s
+        real = self._insert_tickets(out)
+
+        def fix(tid: int | None) -> int | None:
+            return real[tid] if tid is not None and tid < 0 else tid
+
+        self._update_tickets()
+        if self.messages:
+            for row, _ in self.messages:
+                row["ticket_id"] = fix(row["ticket_id"])
+            insert_many(s, StoredMessage, [row for row, _ in self.messages])
+            with_atts = [(row["dedupe_key"], atts) for row, atts in self.messages if atts]
+            pk_of: dict[str, int] = {}
+            for chunk in chunks([k for k, _ in with_atts]):
+                pk_of.update((k, pk) for pk, k in s.execute(
+                    select(StoredMessage.id, StoredMessage.dedupe_key)
+                    .where(StoredMessage.dedupe_key.in_(chunk))))
+            att_rows = [dict(a, message_pk=pk_of[k]) for k, atts in with_atts for a in atts]
+            insert_many(s, Attachment, att_rows)
+        if self.outbox:
+            insert_many(s, OutboxRow, [self._outbox_row(q, row, fix) for q, row in self.outbox])
+            out.queued = len(self.outbox)
+        if self.events:
+            for ev in self.events:
+                ev["ticket_id"] = fix(ev["ticket_id"])
+            insert_many(s, TicketEvent, self.events)
+        if self.quarantine:
+            insert_many(s, QuarantinedMessage, self.quarantine)
+            out.quarantined = len(self.quarantine)
+        if self.suppress:
+            insert_ignore(s, Suppression, [
+                {"address": a, "reason": r[:2000], "created_at": self.now}
+                for a, r in self.suppress.items()])
+        if self.outbox_updates:
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for u in self.outbox_updates:
+                groups.setdefault(tuple(sorted(u)), []).append(u)
+            for keys, rows in groups.items():
+                stmt = _O.update().where(_O.c.id == bindparam("oid")).values(
+                    {k: bindparam(k) for k in keys if k != "oid"})
+                s.connection().execute(stmt, rows)
+        return out
+
+    def _insert_tickets(self, out: Applied) -> dict[int, int]:
+        real: dict[int, int] = {}
+        if not self.new:
+            return real
+        s = self.s
+        # Plain executemany, then the new ids by the unique token: SQLite cannot return
+        # ids in parameter order and would fall back to a row at a time.
+        insert_many(s, Ticket, list(self.new.values()))
+        by_token: dict[str, int] = {}
+        for chunk in chunks(list(self.tokens.values())):
+            by_token.update((tok, tid) for tid, tok in s.execute(
+                select(Ticket.id, Ticket.reply_token).where(Ticket.reply_token.in_(chunk))))
+        real = {key: by_token[tok] for key, tok in self.tokens.items()}
+        out.ids = real
+        out.opened = [real[k] for k in self.new]
+        insert_many(s, Participant, [
+            {"ticket_id": real[k], "address": a,
+             "role": "requester" if a == self.new[k]["requester"] else "cc"}
+            for k, addrs in self.participants.items() for a in addrs])
+        return real
+
+    def _update_tickets(self) -> None:
+        conn = self.s.connection()
+        tid = bindparam("tid")
+        if self.reopens:
+            conn.execute(_T.update().where(_T.c.id == tid).values(
+                reopen_count=_T.c.reopen_count + bindparam("n")),
+                [{"tid": t, "n": n} for t, n in self.reopens.items()])
+        if self.raises:
+            new = bindparam("sev")
+            conn.execute(_T.update().where(_T.c.id == tid).values(
+                severity=case((_T.c.severity > new, new), else_=_T.c.severity)),
+                [{"tid": t, "sev": v} for t, v in self.raises.items()])
+        if self.responded:
+            conn.execute(_T.update().where(_T.c.id == tid).values(
+                first_response_at=func.coalesce(_T.c.first_response_at, bindparam("at"))),
+                [{"tid": t, "at": at} for t, at in self.responded.items()])
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for t, cols in self.columns.items():
+            row = {"tid": t, **{f"v_{k}": v for k, v in cols.items()}}
+            groups.setdefault(tuple(sorted(cols)), []).append(row)
+        for keys, rows in groups.items():
+            conn.execute(_T.update().where(_T.c.id == tid).values(
+                {k: bindparam(f"v_{k}", type_=_T.c[k].type) for k in keys}), rows)
+
+    def _outbox_row(self, q: QueueMail, row: dict[str, Any], fix: Any) -> dict[str, Any]:
+        r = q.request
+        tid = fix(r.ticket)
+        row["ticket_id"] = tid
+        token = r.token
+        row["message_id"] = message_id_for(tid, token, self.ctx.domain)
+        if r.dedupe_key is not None:
+            row["dedupe_key"] = r.dedupe_key.replace("{ticket}", str(tid))
+        ctx = row["context"]
+        if tid is not None:
+            ctx["ticket"] = {**ctx.get("ticket", {}), "ref": ref(self.ctx.prefix, tid)}
+            if token:
+                ctx["reply_address"] = reply_address(self.ctx.support_address, tid, token)
+        return row

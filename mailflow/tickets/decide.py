@@ -1,0 +1,320 @@
+"""What an incoming message does to the tickets: pure, over what the store knows.
+
+:func:`decide_batch` turns a batch of prepared messages plus the store's facts and
+``now`` into effects (:mod:`mailflow.tickets.effects`), one list per message. It reads
+no clock and touches no database, so every case (new, join, reopen, new-linked, own
+mail, bounce, auto-reply, acknowledgment limit, suppressed address) is a unit test.
+
+Within a batch, each decision sees the ones before it: a ticket opened by message 3
+is joined by message 7, and a reply to message 7 (which only *joined* a ticket) threads
+to it too; an acknowledgment queued for a sender counts against that sender's limit for
+the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mailflow.autoresponse import is_own
+from mailflow.classify import Classification
+from mailflow.linking import (
+    Action,
+    LinkDecision,
+    LinkFacts,
+    LinkPolicy,
+    TicketFacts,
+    decide,
+    new_token,
+)
+from mailflow.parse import Incoming
+from mailflow.prepare import Prepared
+from mailflow.tickets import EventKind, OutboxKind, Status, Writer
+from mailflow.tickets.effects import (
+    AddMessage,
+    Effect,
+    MailRequest,
+    Note,
+    OpenTicket,
+    Quarantine,
+    QueueMail,
+    Reopen,
+    SetSeverity,
+    SkipAck,
+    SuppressAddress,
+)
+
+
+@dataclass(frozen=True)
+class SeverityPromise:
+    label: str
+    first_response: str  # human: "4 hours"
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    """The settings a decision depends on, as plain data."""
+
+    link: LinkPolicy
+    support_address: str
+    ack_limit: int  # acknowledgments per sender per hour
+    severities: Mapping[int, SeverityPromise]
+    max_attachment_size: int
+    # Staff addresses and their role (front line, tier group members).
+    staff: Mapping[str, Writer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    """What the store knows that the decision needs, gathered per batch in few queries."""
+
+    link: LinkFacts = field(default_factory=LinkFacts)
+    known_keys: frozenset[str] = frozenset()
+    # Acknowledgments queued per recipient in the last hour.
+    ack_counts: Mapping[str, int] = field(default_factory=dict)
+    suppressed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the batch came from. UIDs up to ``backlog_until_uid`` were in the folder
+    before mailflow first looked at it: they become tickets without customer mail."""
+
+    mailbox: str | None = None
+    uidvalidity: int | None = None
+    backlog_until_uid: int = 0
+
+
+@dataclass(frozen=True)
+class MessageDecision:
+    uid: int
+    outcome: str  # new, join, reopen, ..., duplicate, quarantined
+    effects: tuple[Effect, ...]
+
+
+def decide_batch(prepared: Sequence[Prepared], facts: StoreFacts, policy: IngestPolicy,
+                 source: Source, now: datetime,
+                 token: Callable[[], str] = new_token) -> list[MessageDecision]:
+    """``token`` makes new tickets' reply tokens: random in use, fixed in tests."""
+    return _Batch(facts, policy, source, now, token).run(prepared)
+
+
+def writer_of(addr: str, ticket: TicketFacts | None, policy: IngestPolicy) -> Writer:
+    role = policy.staff.get(addr)
+    if role is not None:
+        return role
+    if ticket is None or addr in ticket.participants:
+        return Writer.CUSTOMER
+    return Writer.UNKNOWN
+
+
+class _Batch:
+    """The decisions of one batch: a private fold over a view that each decision
+    updates for the next (tickets opened so far, Message-IDs seen, acks counted)."""
+
+    def __init__(self, facts: StoreFacts, policy: IngestPolicy, source: Source,
+                 now: datetime, token: Callable[[], str]):
+        self.policy = policy
+        self.new_token = token
+        self.source = source
+        self.now = now
+        self.known = facts.known_keys
+        self.tickets: dict[int, TicketFacts] = dict(facts.link.tickets)
+        self.message_ids: dict[str, int] = dict(facts.link.message_ids)
+        self.sent = facts.link.sent_ids
+        self.ack_counts: Counter[str] = Counter(facts.ack_counts)
+        self.suppressed: dict[str, str] = dict(facts.suppressed)
+        self.next_key = -1
+
+    def run(self, prepared: Sequence[Prepared]) -> list[MessageDecision]:
+        out: list[MessageDecision] = []
+        seen: set[str] = set()
+        for p in prepared:
+            key = p.key
+            if key in self.known or key in seen:
+                out.append(MessageDecision(p.fetched.uid, "duplicate", ()))
+                continue
+            seen.add(key)
+            if p.msg is None:
+                out.append(MessageDecision(p.fetched.uid, "quarantined", (
+                    self._quarantine(p, key, p.error or "unparseable"),)))
+                continue
+            outcome, effects = self._one(p, p.msg)
+            out.append(MessageDecision(p.fetched.uid, outcome, tuple(effects)))
+        return out
+
+    def _quarantine(self, p: Prepared, key: str, reason: str) -> Quarantine:
+        return Quarantine(p.fetched, key, reason, self.source.mailbox, self.source.uidvalidity)
+
+    def _one(self, p: Prepared, msg: Incoming) -> tuple[str, list[Effect]]:
+        d = decide(msg, LinkFacts(self.tickets, self.message_ids, self.sent), self.policy.link,
+                   self.now)
+        received = p.fetched.internaldate or self.now
+        fx: list[Effect] = []
+        if d.action in (Action.NEW, Action.NEW_LINKED):
+            tid = self._open(p, msg, d, received, fx)
+            self._store(tid, p, msg, "ticket", Writer.CUSTOMER, fx)
+        elif d.action in (Action.JOIN, Action.REOPEN):
+            assert d.ticket_id is not None
+            self._join(p, msg, d, received, fx)
+        elif d.action == Action.OWN_MAIL:
+            self._store(d.ticket_id, p, msg, "own-mail", Writer.UNKNOWN, fx)
+            if d.ticket_id is not None:
+                fx.append(Note(d.ticket_id, EventKind.OWN_MAIL,
+                               "a copy of our own mail came back; ignored"))
+        elif d.action == Action.BOUNCE:
+            self._bounce(p, msg, d, fx)
+        else:
+            return "quarantined", [self._quarantine(p, msg.dedupe_key, d.reason)]
+        return str(d.action), fx
+
+    # -- actions ----------------------------------------------------------------------
+    def _open(self, p: Prepared, msg: Incoming, d: LinkDecision, received: datetime,
+              fx: list[Effect]) -> int:
+        key = self.next_key
+        self.next_key -= 1
+        cls = _classification(p)
+        token = self.new_token()
+        participants = tuple(sorted({a for a in (msg.from_addr, *msg.to, *msg.cc)
+                                     if a and not is_own(a, self.policy.link.own_addresses)}))
+        actor = msg.from_addr or "(unknown sender)"
+        fx.append(OpenTicket(
+            key=key, subject=msg.subject[:2000], requester=msg.from_addr,
+            severity=cls.severity, category=cls.category, owner_group=cls.owner_group,
+            reply_token=token, created_at=received, participants=participants,
+            reason=d.reason, actor=actor, tags=tuple(cls.tags), linked_to=d.linked_to,
+            rules=tuple(cls.matched), rules_version=cls.version, message_id=msg.message_id))
+        self.tickets[key] = TicketFacts(key, str(Status.OPEN), token, None,
+                                        frozenset(participants), cls.severity,
+                                        cls.owner_group)
+        if msg.message_id:
+            self.message_ids[msg.message_id] = key
+        if d.linked_to is not None:
+            fx.append(Note(key, EventKind.LINKED, d.reason, actor, received,
+                           {"linked_to": d.linked_to}))
+        if not msg.from_valid:
+            fx.append(Note(key, EventKind.INVALID_SENDER,
+                           f"sender address {msg.from_addr!r} is not valid; no mail will be "
+                           "sent to it", at=received))
+        fx.append(self._ack(key, token, p, msg, cls))
+        return key
+
+    def _join(self, p: Prepared, msg: Incoming, d: LinkDecision, received: datetime,
+              fx: list[Effect]) -> None:
+        tid = d.ticket_id
+        assert tid is not None
+        t = self.tickets[tid]
+        actor = msg.from_addr or "(unknown sender)"
+        if d.action == Action.REOPEN:
+            fx.append(Reopen(tid, received, d.reason, actor))
+            t = TicketFacts(t.id, str(Status.OPEN), t.reply_token, None, t.participants,
+                            t.severity, t.owner_group)
+            self.tickets[tid] = t
+        writer = writer_of(msg.from_addr, t, self.policy)
+        fx.append(Note(tid, EventKind.CUSTOMER_MESSAGE, d.reason, actor, received,
+                       {"message_id": msg.message_id}))
+        self._store(tid, p, msg, "ticket", writer, fx)
+        # A reply to this reply, later in the same batch, threads here too.
+        if msg.message_id:
+            self.message_ids.setdefault(msg.message_id, tid)
+        # Re-classify: severity may rise with new information, never drop silently.
+        cls = _classification(p)
+        if cls.severity < t.severity:
+            fx.append(SetSeverity(
+                tid, cls.severity, t.severity,
+                f"severity {t.severity} -> {cls.severity} by rules "
+                f"{', '.join(cls.matched) or '(defaults)'}",
+                rules=tuple(cls.matched), rules_version=cls.version))
+            self.tickets[tid] = TicketFacts(t.id, t.status, t.reply_token, t.closed_at,
+                                            t.participants, cls.severity, t.owner_group)
+
+    def _ack(self, tid: int, token: str, p: Prepared, msg: Incoming,
+             cls: Classification) -> Effect:
+        reason = p.suppress
+        addr = msg.from_addr
+        limit = self.policy.ack_limit
+        if reason is None and p.fetched.uid <= self.source.backlog_until_uid:
+            reason = ("backlog: the message was in the folder before mailflow first read "
+                      "it (imap.backlog: import)")
+        if reason is None and addr in self.suppressed:
+            reason = f"{addr} is suppressed after a permanent delivery failure"
+        if reason is None and self.ack_counts[addr] >= limit:
+            reason = (f"already {self.ack_counts[addr]} acknowledgments to {addr} in the last "
+                      f"hour (limit {limit}): autoresponder loop protection")
+        if reason is not None:
+            return SkipAck(tid, reason)
+        self.ack_counts[addr] += 1
+        level = self.policy.severities[cls.severity]
+        references = ((*msg.references[-9:], msg.message_id) if msg.message_id
+                      else tuple(msg.references[-10:]))
+        return QueueMail(MailRequest(
+            kind=OutboxKind.ACKNOWLEDGMENT, template="acknowledgment", recipient=addr,
+            ticket=tid, token=token, in_reply_to=msg.message_id, references=references,
+            dedupe_key="ack:{ticket}",
+            context={
+                "ticket": {
+                    "subject": msg.subject,
+                    "severity": cls.severity,
+                    "severity_label": level.label,
+                    "first_response": level.first_response,
+                    "category": cls.category,
+                    "owner_group": cls.owner_group,
+                    "status": str(Status.OPEN),
+                },
+                "customer": {"name": msg.from_name, "address": addr},
+                "message": {"text": msg.new_text, "subject": msg.subject},
+                "support_address": self.policy.support_address,
+            }), summary=f"to {addr}")
+
+    def _bounce(self, p: Prepared, msg: Incoming, d: LinkDecision, fx: list[Effect]) -> None:
+        self._store(d.ticket_id, p, msg, "bounce", Writer.UNKNOWN, fx)
+        report = msg.report
+        status = report.status if report else ""
+        rcpts = list(report.recipients) if report else []
+        diagnostic = report.diagnostic if report else ""
+        if status.startswith("5"):
+            for r in rcpts:
+                why = f"bounce {status}: {diagnostic}"
+                self.suppressed[r] = why
+                fx.append(SuppressAddress(r, why))
+        if d.ticket_id is not None:
+            fx.append(Note(
+                d.ticket_id, EventKind.DELIVERY_FAILED,
+                f"delivery of our mail to {', '.join(rcpts) or 'a recipient'} failed "
+                f"({status or 'no status'}): {diagnostic}".strip(),
+                data={"recipients": rcpts, "status": status, "message_id": msg.message_id}))
+
+    def _store(self, tid: int | None, p: Prepared, msg: Incoming, disposition: str,
+               writer: Writer, fx: list[Effect]) -> None:
+        limit = self.policy.max_attachment_size
+        fx.append(AddMessage(tid, p.fetched, msg, disposition, writer,
+                             mailbox=self.source.mailbox, uidvalidity=self.source.uidvalidity,
+                             automatic=p.suppress is not None, max_attachment_size=limit))
+        if tid is None:
+            return
+        for a in msg.attachments:
+            if a.size > limit:
+                fx.append(Note(
+                    tid, EventKind.ATTACHMENT_TOO_LARGE,
+                    f"attachment {a.filename or a.content_type} ({a.size} bytes) is larger "
+                    f"than the limit of {limit} bytes; it is kept only inside the raw "
+                    "message"))
+
+
+def _classification(p: Prepared) -> Classification:
+    assert p.classification is not None, "prepare_one classifies every parsed message"
+    return p.classification
+
+
+def human_duration(td: timedelta) -> str:
+    """``4 hours``, ``1 day``: what an acknowledgment promises, in words."""
+    from mailflow.config import format_duration
+
+    seconds = int(td.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return format_duration(td)
