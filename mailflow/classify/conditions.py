@@ -6,13 +6,16 @@ reference). Patterns are compiled when the rule file is loaded, never per messag
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, tzinfo
 from typing import Protocol
 
+from mailflow.businesshours import BusinessCalendar, Window, is_open, weekly_hours
 from mailflow.classify.prefilter import required_literals
 from mailflow.parse import AttachmentInfo, Incoming
 
@@ -217,18 +220,44 @@ class AttachmentIs:
 
 @dataclass(frozen=True)
 class BusinessHours:
-    """``business_hours: true`` (or false): inside the hours set in the rule file."""
+    """``business_hours: true`` (or false): inside the hours set in the rule file.
+
+    Asks the same ``BusinessCalendar`` as the SLA clocks (one implementation of business
+    time), in the zone the message time was given in (``timezone`` in mailflow.yaml).
+    Overnight hours (``start: "22:00"``, ``end: "06:00"``) work; a ``calendar`` passed in
+    (say, one from sla.yaml with holidays) replaces days/start/end."""
 
     inside: bool
     days: frozenset[int]
     start: time
     end: time
+    calendar: BusinessCalendar | None = None
+    # Hours from the rule file are wall-clock times in the zone the message time comes
+    # in (mailflow.yaml's); a calendar passed in has its own zone.
+    _message_zone: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.calendar is None and self.days:
+            object.__setattr__(self, "_message_zone", True)
+            object.__setattr__(self, "calendar", BusinessCalendar(
+                "business_hours", weekly=weekly_hours(self.days, Window(self.start, self.end))))
 
     def test(self, f: Facts) -> tuple[bool, str]:
         t = f.local_time
-        within = t.weekday() in self.days and self.start <= t.time() < self.end
+        cal = self.calendar
+        if cal is not None and self._message_zone and t.tzinfo is not None:
+            cal = _in_zone(cal, t.tzinfo)
+        within = cal is not None and is_open(
+            cal, t if t.tzinfo is not None else t.replace(tzinfo=cal.tz))
         where = "inside" if within else "outside"
         return within == self.inside, f"received {t:%a %H:%M}, {where} business hours"
+
+
+@functools.lru_cache(maxsize=16)
+def _in_zone(cal: BusinessCalendar, tz: tzinfo) -> BusinessCalendar:
+    """The rule file's hours are wall-clock times in mailflow.yaml's zone, which arrives
+    with the message time; one calendar per zone, built once."""
+    return dataclasses.replace(cal, tz=tz)
 
 
 @dataclass(frozen=True)
