@@ -209,6 +209,10 @@ class ImapSettings(_Login):
     poll_interval: Duration = timedelta(seconds=60)
     batch_size: int = Field(default=500, ge=1, le=5000)
     timeout: Duration = timedelta(seconds=30)
+    # What the first look at a folder does with the mail already in it: "import" makes
+    # tickets of it without mailing any customer, "skip" leaves it untouched and starts
+    # after the newest message, "acknowledge" treats it as new mail.
+    backlog: Literal["import", "skip", "acknowledge"] = "import"
 
     def mailboxes(self) -> list[MailboxSettings]:
         first = MailboxSettings(folder=self.folder, processed_folder=self.processed_folder)
