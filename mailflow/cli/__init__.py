@@ -43,7 +43,7 @@ __all__ = ["EXIT_CONFIG", "EXIT_RUNTIME", "_iso", "_open_db", "_settings", "fail
 @click.pass_context
 def main(ctx: click.Context, config: str | None, verbose: int) -> None:
     """mailflow: an email-driven support mailbox processor."""
-    ctx.ensure_object(dict)["config"] = config
+    ctx.ensure_object(dict).update(config=config, verbose=verbose)
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

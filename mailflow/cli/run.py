@@ -8,27 +8,40 @@ import logging
 import click
 
 from mailflow.cli.base import _settings, fail, handles_errors
+from mailflow.config import CredentialError, Settings
+from mailflow.explain import imap_problem
+from mailflow.runlock import exclusive
 
-# -- run -----------------------------------------------------------------------------------
 
 @click.command()
 @click.option("--once", is_flag=True, help="One full cycle of every folder and the outbox.")
 @click.pass_context
 @handles_errors
 def run(ctx: click.Context, once: bool) -> None:
-    """Watch the mailbox, open and update tickets, send mail."""
+    """Watch the mailbox, open and update tickets, send mail.
+
+    On SQLite only one process runs at a time (``--once`` included): a second one is
+    refused at once, naming the one that runs.
+    """
+    settings = _settings(ctx)
+    with exclusive(settings.database_url):
+        _run(settings, once)
+
+
+def _run(settings: Settings, once: bool) -> None:
     from mailflow.app import build
     from mailflow.daemon import run_once, serve
     from mailflow.imap import NETWORK_ERRORS
 
-    settings = _settings(ctx)
     app = build(settings)
     try:
         if once:
             try:
                 res = run_once(app)
-            except NETWORK_ERRORS as exc:
-                fail(f"IMAP {settings.imap.host}:{settings.imap.port}: {exc}")
+            except (*NETWORK_ERRORS, CredentialError) as exc:
+                im = settings.imap
+                fail(imap_problem(exc, im.host, im.port, im.security, im.username,
+                                  im.timeout.total_seconds()))
             d = res.delivery
             click.echo(f"fetched {res.fetched} message(s): "
                        + (", ".join(f"{k} {v}" for k, v in sorted(res.outcomes.items()))
