@@ -48,6 +48,9 @@ def suppress_reason(msg: Incoming, own_addresses: frozenset[str]) -> str | None:
         return f"Auto-Submitted: {auto} (RFC 3834 section 2)"
     if msg.content_type == "multipart/report":
         return "delivery or disposition report (multipart/report)"
+    if msg.report is not None:
+        # A bounce in one of the many pre-RFC 3464 formats (mailflow.bounces).
+        return "delivery failure report (bounce)"
     precedence = (msg.header("Precedence") or "").strip().lower()
     if precedence in ("bulk", "junk", "list"):
         return f"Precedence: {precedence}"

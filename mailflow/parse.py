@@ -14,41 +14,20 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
-from functools import lru_cache
+from email.utils import parsedate_to_datetime
 
-from email_validator import EmailNotValidError, validate_email
-
+from mailflow.addresses import _valid_address_full, normalize_address, parse_addresses
+from mailflow.addresses import valid_address as _valid_address
+from mailflow.bounces import DeliveryReport, delivery_report
+from mailflow.decoding import _unsurrogate, decode_bytes, decode_text
+from mailflow.msgid import message_ids
 from mailflow.quoting import split_reply
 
-# Charset labels seen in real mail that Python's codecs do not know, or know as a
-# smaller set than what senders actually use under that label.
-_CHARSET_ALIASES = {
-    "ks_c_5601-1987": "cp949",
-    "ks_c_5601": "cp949",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "iso-8859-8-i": "iso-8859-8",
-    "windows-874": "cp874",
-    "x-sjis": "shift_jis",
-    "shift-jis": "shift_jis",
-    "x-unknown": "utf-8",
-    "unknown-8bit": "utf-8",
-    "x-user-defined": "utf-8",
-    "default": "utf-8",
-    "us-ascii": "ascii",
-    "iso-8859-1": "cp1252",  # senders say latin-1 and send Windows quotes
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-}
-_ASCII_LIKE = {"ascii", "cp1252", "iso-8859-15"}
-_WS = re.compile(r"\s+")
-_SURROGATE = re.compile("[\udc80-\udcff]")
-_MSGID = re.compile(r"<([^<>\s]+)>")
+__all__ = ["AttachmentInfo", "DeliveryReport", "Incoming", "Unparseable", "_valid_address",
+           "_valid_address_full", "decode_bytes", "decode_text", "normalize_address",
+           "normalize_message_id", "parse"]
 
 
 @dataclass(frozen=True)
@@ -56,16 +35,6 @@ class AttachmentInfo:
     filename: str
     content_type: str
     size: int
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What a bounce (RFC 3464 DSN) tells about the message it returns."""
-
-    original_message_id: str | None
-    recipients: tuple[str, ...]
-    status: str
-    diagnostic: str
 
 
 @dataclass(frozen=True)
@@ -116,71 +85,6 @@ class Unparseable(Exception):
     """The bytes are not a mail message we can take in; the reason is for the admin."""
 
 
-def _unsurrogate(value: str) -> str:
-    """Raw 8-bit header bytes come through compat32 as surrogates: decode them."""
-    if value.isascii() or not _SURROGATE.search(value):
-        return value
-    data = value.encode("ascii", "surrogateescape")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", "replace")
-
-
-def decode_text(value: object) -> str:
-    """A header value as clean one-line text: RFC 2047 decoded, no CR/LF left."""
-    if value is None:
-        return ""
-    text = _unsurrogate(str(value))
-    if "=?" in text:
-        try:
-            text = str(make_header(decode_header(text)))
-        except (HeaderParseError, LookupError, UnicodeError, ValueError, AssertionError):
-            text = _decode_words_leniently(text)
-    # Folding and any stray CR/LF collapse to single spaces: header values never carry
-    # line breaks onward (that is how header injection starts).
-    return _WS.sub(" ", text).strip()
-
-
-def _decode_words_leniently(text: str) -> str:
-    out = []
-    try:
-        parts = decode_header(text)
-    except (HeaderParseError, ValueError, AssertionError):
-        return text
-    for chunk, charset in parts:
-        if isinstance(chunk, str):
-            out.append(chunk)
-        else:
-            out.append(decode_bytes(chunk, charset))
-    return "".join(out)
-
-
-def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Bytes in a declared charset that may be wrong: never raises, loses little."""
-    label = (charset or "").strip().strip('"').lower()
-    label = _CHARSET_ALIASES.get(label, label) or "ascii"
-    if label in _ASCII_LIKE and not data.isascii():
-        # Mislabelled UTF-8 is the commonest charset lie; valid multi-byte UTF-8 is
-        # almost never produced by accident in Latin text.
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode(label)
-    except (LookupError, UnicodeDecodeError):
-        pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", "replace")
-
-
-def normalize_address(addr: str) -> str:
-    return addr.strip().strip("<>").lower()
-
-
 def _raw_values(msg: Message, name: str) -> list[str]:
     """Header values as raw text: compat32's ``get()`` would turn raw 8-bit bytes into
     an unknown-8bit Header and lose them."""
@@ -193,15 +97,6 @@ def _raw(msg: Message, name: str) -> str | None:
     return values[0] if values else None
 
 
-# One plain address, optionally with a simple display name: by far the commonest form.
-# getaddresses() (strict since CPython's CVE-2023-27043 fix) costs ~40 us a header; this
-# regex handles the plain case exactly and leaves everything else to it.
-_SIMPLE_ADDR = re.compile(
-    r'^\s*(?:"([^"\\]*)"\s*|([^"<>,;:@()\[\]\\]*?)\s*)?<([^<>@\s",;:()]+@[^<>@\s",;:()]+)>\s*$'
-    r'|^\s*([^<>@\s",;:()]+@[^<>@\s",;:()]+)\s*$'
-)
-
-
 def _addresses(msg: Message | dict[str, list[str]], *names: str) -> list[tuple[str, str]]:
     """Addresses in the named headers; ``msg`` may be a header index built by parse()."""
     values: list[str] = []
@@ -210,58 +105,14 @@ def _addresses(msg: Message | dict[str, list[str]], *names: str) -> list[tuple[s
         values.extend(_unsurrogate(v) for v in raw)
     if not values:
         return []
-    if len(values) == 1:
-        m = _SIMPLE_ADDR.match(values[0])
-        if m:
-            quoted, bare, addr, plain = m.groups()
-            name = (quoted if quoted is not None else bare or "").strip()
-            return [(decode_text(name) if name else "", normalize_address(addr or plain))]
-    try:
-        pairs = getaddresses(values)
-    except Exception:  # noqa: BLE001 - a broken header is data, not a crash
-        return []
-    return [(decode_text(n), normalize_address(a)) for n, a in pairs if a and "@" in a]
-
-
-def _message_ids(value: str | None) -> list[str]:
-    if not value:
-        return []
-    found = _MSGID.findall(value)
-    if not found and value.strip() and " " not in value.strip():
-        found = [value.strip()]  # some mailers omit the angle brackets
-    return found
+    return [(decode_text(n) if n else "", normalize_address(a))
+            for n, a in parse_addresses(values)]
 
 
 def normalize_message_id(value: str | None) -> str | None:
-    ids = _message_ids(_unsurrogate(value) if value else None)
+    """The first valid id in the value (see :mod:`mailflow.msgid`), else None."""
+    ids = message_ids(_unsurrogate(value) if value else None)
     return ids[0] if ids else None
-
-
-# A conservative subset of valid addresses (ASCII dot-atom, LDH labels, alphabetic TLD
-# that is not special-use): these need no full check. email-validator takes ~200 us
-# per new address and decides everything else.
-_PLAIN_ADDR = re.compile(
-    r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@"
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
-    r"(?!(?:invalid|local|localhost|onion|arpa)$)[a-z]{2,63}$"
-)
-
-
-def _valid_address(addr: str) -> bool:
-    if len(addr) <= 254 and len(addr.partition("@")[0]) <= 64 and _PLAIN_ADDR.match(addr):
-        return True
-    return _valid_address_full(addr)
-
-
-@lru_cache(maxsize=65536)
-def _valid_address_full(addr: str) -> bool:
-    """Syntax only, no DNS. ``test_environment`` admits the ``.test`` names that
-    test setups use; other special-use names (``.invalid``, ``.localhost``) stay out."""
-    try:
-        validate_email(addr, check_deliverability=False, test_environment=True)
-    except EmailNotValidError:
-        return False
-    return True
 
 
 def _date(value: str | None) -> datetime | None:
@@ -299,33 +150,6 @@ def _is_attachment(part: Message) -> bool:
     if ctype in ("text/plain", "text/html"):
         return False
     return not ctype.startswith("multipart/")
-
-
-def _report(msg: Message) -> DeliveryReport | None:
-    """Pull the returned Message-ID and failed recipients out of a DSN."""
-    original: str | None = None
-    recipients: list[str] = []
-    status = ""
-    diagnostic = ""
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/delivery-status":
-            blocks = part.get_payload()
-            if isinstance(blocks, list):
-                for block in blocks:
-                    rcpt = block.get("Final-Recipient") or block.get("Original-Recipient")
-                    if rcpt:
-                        recipients.append(normalize_address(str(rcpt).split(";")[-1]))
-                    status = status or str(block.get("Status") or "").strip()
-                    diagnostic = diagnostic or decode_text(block.get("Diagnostic-Code"))
-        elif ctype in ("message/rfc822", "text/rfc822-headers") and original is None:
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner:
-                original = normalize_message_id(_raw(inner[0], "Message-ID"))
-            elif isinstance(inner, str):
-                m = re.search(r"(?im)^message-id:\s*(<[^>]+>)", inner)
-                original = normalize_message_id(m.group(1)) if m else None
-    return DeliveryReport(original, tuple(dict.fromkeys(recipients)), status, diagnostic)
 
 
 def dedupe_key(raw: bytes, message_id: str | None, sender: str, date: str, subject: str) -> str:
@@ -404,12 +228,12 @@ def parse(raw: bytes, *, html_to_text: bool = True, fast: bool = True) -> Incomi
     text_parts: list[str] = []
     html_parts: list[str] = []
     attachments: list[AttachmentInfo] = []
-    ctype = msg.get_content_type()
+    ctype = msg.get_content_type().replace("\x00", "")
     for part in msg.walk():
         if part.is_multipart():
             defects.extend(type(d).__name__ for d in part.defects if part is not msg)
             continue
-        pctype = part.get_content_type()
+        pctype = part.get_content_type().replace("\x00", "")
         if _is_attachment(part):
             if pctype in ("message/rfc822",):
                 size = len(str(part.get_payload(0))) if part.get_payload() else 0
@@ -432,8 +256,9 @@ def parse(raw: bytes, *, html_to_text: bool = True, fast: bool = True) -> Incomi
         text = text.replace("\x00", "")
 
     in_reply_to = normalize_message_id(first("in-reply-to"))
-    refs = tuple(_message_ids(_unsurrogate(first("references") or "")))
-    report = _report(msg) if ctype == "multipart/report" else None
+    refs = tuple(message_ids(_unsurrogate(first("references") or "")))
+    report = delivery_report(msg, from_addr=from_addr, from_text=decode_text(first("from")),
+                             return_path=first("return-path"), subject=subject, text=text)
     return Incoming(
         raw=raw,
         dedupe_key=dedupe_key(raw, message_id, from_addr, date_raw, subject),
