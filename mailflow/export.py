@@ -68,8 +68,8 @@ def _read_only(session: Session) -> None:
     """One consistent, read-only snapshot for the whole export where the backend has one.
 
     PostgreSQL: REPEATABLE READ READ ONLY, so every page sees the same database state
-    while the daemon keeps writing. SQLite in WAL mode gives a read transaction a snapshot
-    by itself.
+    while the daemon keeps writing. On SQLite the driver opens no transaction for reads:
+    each page is read as it is then, which is enough for a backup of append-mostly data.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.connection(execution_options={"isolation_level": "REPEATABLE READ",
