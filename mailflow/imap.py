@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailflow.classify import RuleSet
 from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock
-from mailflow.config import CredentialError, ImapSettings, MailboxSettings
+from mailflow.config import ConfigError, CredentialError, ImapSettings, MailboxSettings
 from mailflow.ingest import Fetched, Ingestor, Prepared
 from mailflow.preparepool import PreparePool
 from mailflow.store.db import transaction
@@ -84,7 +84,9 @@ class MailboxWatcher:
         self.on_outbox = on_outbox
         self.pool = pool or PreparePool(0, ingestor.settings.tz, ingestor.own)
         self.client: IMAPClient | None = None
-        self.key = f"{imap.username or ''}@{imap.host}:{imap.port}/{mailbox.folder}"
+        # The account and folder, not the server's name: a new host name or port for the
+        # same mailbox must not make it look new (UIDVALIDITY guards a real change).
+        self.key = f"{imap.username or ''}/{mailbox.folder}"
 
     # -- connection ---------------------------------------------------------------------
     def connect(self) -> IMAPClient:
@@ -124,8 +126,8 @@ class MailboxWatcher:
         info = client.select_folder(self.mailbox.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
         result = CycleResult()
-        last_uid = self._checkpoint(uidvalidity)
-        pending = sorted(self._unprocessed(client))
+        last_uid, backlog, skipped = self._checkpoint(client, uidvalidity, info)
+        pending = sorted(u for u in self._unprocessed(client) if u > skipped)
         # Committed before a crash but never marked: mark now, ingest nothing.
         leftover = [u for u in pending if u <= last_uid]
         if leftover:
@@ -146,15 +148,15 @@ class MailboxWatcher:
             inflight.append(_InFlight(batch, rules, now,
                                       self.pool.submit(batch, rules, now)))
             if len(inflight) > max(1, self.pool.processes):
-                self._commit(client, uidvalidity, inflight.popleft(), result)
+                self._commit(client, uidvalidity, inflight.popleft(), result, backlog)
         while inflight:
-            self._commit(client, uidvalidity, inflight.popleft(), result)
+            self._commit(client, uidvalidity, inflight.popleft(), result, backlog)
         return result
 
     def _commit(self, client: IMAPClient, uidvalidity: int, job: _InFlight,
-                result: CycleResult) -> None:
+                result: CycleResult, backlog: int = 0) -> None:
         prepared = self.pool.result(job.future, job.batch, job.rules, job.now)
-        res = self.ingestor.commit(self.key, uidvalidity, prepared, job.now)
+        res = self.ingestor.commit(self.key, uidvalidity, prepared, job.now, backlog)
         result.fetched += len(job.batch)
         result.outcomes.update(res.outcomes)
         result.new_outbox += res.new_outbox
@@ -163,17 +165,47 @@ class MailboxWatcher:
         self._mark(client, res.done_uids)
         result.marked += len(res.done_uids)
 
-    def _checkpoint(self, uidvalidity: int) -> int:
+    def _checkpoint(self, client: IMAPClient, uidvalidity: int,
+                    info: dict[bytes, Any]) -> tuple[int, int, int]:
+        """(last UID committed, backlog imported without mail up to, skipped up to)."""
         with transaction(self.ingestor.sessions) as s:
             cp = s.get(MailboxCheckpoint, self.key)
             if cp is None:
-                return 0
+                return self._first_look(s, client, uidvalidity, info)
             if cp.uidvalidity != uidvalidity:
                 log.warning("%s: UIDVALIDITY changed from %s to %s: re-scanning the folder; "
                             "messages already stored are recognised and not duplicated",
                             self.key, cp.uidvalidity, uidvalidity)
-                return 0
-            return int(cp.last_uid)
+                return 0, 0, 0
+            return int(cp.last_uid), int(cp.backlog_until_uid), int(cp.skipped_until_uid)
+
+    def _first_look(self, s: Any, client: IMAPClient, uidvalidity: int,
+                    info: dict[bytes, Any]) -> tuple[int, int, int]:
+        """imap.backlog: what to do with the mail already in a folder never seen before.
+
+        The decision is stored with the first checkpoint, so a crash half-way through
+        importing a large backlog does not acknowledge the rest on restart."""
+        policy = self.imap.backlog
+        uids = [int(u) for u in client.search("ALL")]
+        newest = max(uids, default=0)
+        count = len(self._unprocessed(client)) if uids else 0
+        backlog = skipped = 0
+        if policy == "import" and newest:
+            backlog = newest
+            log.info("%s: first look: %d message(s) already in the folder become tickets "
+                     "without any mail to customers (imap.backlog: import)", self.key, count)
+        elif policy == "skip" and newest:
+            skipped = newest
+            log.info("%s: first look: %d message(s) already in the folder are left "
+                     "untouched; starting after UID %d (imap.backlog: skip)", self.key, count,
+                     newest)
+        elif newest:
+            log.info("%s: first look: %d message(s) already in the folder are treated as "
+                     "new mail and acknowledged (imap.backlog: acknowledge)", self.key, count)
+        s.add(MailboxCheckpoint(mailbox=self.key, uidvalidity=uidvalidity, last_uid=skipped,
+                                updated_at=self.clock.now(), backlog_until_uid=backlog,
+                                skipped_until_uid=skipped))
+        return skipped, backlog, skipped
 
     def _unprocessed(self, client: IMAPClient) -> list[int]:
         if self.mailbox.processed_folder:
@@ -243,6 +275,7 @@ class MailboxWatcher:
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``: never exits on a network error, backs off instead."""
         delays = backoff_delays()
+        last_problem: str | None = None
         while not stop.is_set():
             try:
                 if self.client is None:
@@ -253,7 +286,7 @@ class MailboxWatcher:
                     log.info("%s: fetched %d, marked %d, outcomes %s", self.key, res.fetched,
                              res.marked, dict(res.outcomes))
                 self.wait_for_mail(stop)
-            except (LoginError, CredentialError) as exc:
+            except (LoginError, CredentialError, ConfigError) as exc:
                 # A refused login or a token helper failing: an administrator's problem,
                 # said once per attempt, retried with back-off (a token may come back).
                 self.close()
@@ -270,8 +303,27 @@ class MailboxWatcher:
             except SQLAlchemyError as exc:
                 # The database is down or locked: nothing was marked, nothing is lost.
                 delay = next(delays)
-                log.error("%s: database error (%s); retrying in %.0fs", self.key, exc, delay)
+                log.error("%s: database error (%s); retrying in %.0fs", self.key,
+                          str(exc).splitlines()[0] if str(exc) else type(exc).__name__, delay)
                 stop.wait(delay)
+            except Exception as exc:
+                # A password variable gone at reconnect, a bug one mailbox triggers: said
+                # once (then at debug while it repeats), backed off, retried.
+                self.close()
+                delay = next(delays)
+                why = f"{type(exc).__name__}: {exc}"
+                if why != last_problem:
+                    log.error("%s: %s; retrying with back-off (next in %.0fs)", self.key,
+                              why.replace("\n", "; "), delay)
+                    log.debug("%s: details", self.key, exc_info=True)
+                    last_problem = why
+                else:
+                    log.debug("%s: still failing: %s", self.key, why)
+                stop.wait(delay)
+                continue
+            if last_problem is not None:
+                log.info("%s: working again", self.key)
+                last_problem = None
         self.close()
 
 

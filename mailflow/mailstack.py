@@ -408,6 +408,8 @@ class MailStack:
             f"support_address: support@example.test\n"
             f"imap:\n  host: 127.0.0.1\n  port: {self.imap_port}\n  security: none\n"
             f"  username: support@example.test\n  password_env: MAILFLOW_IMAP_PASSWORD\n"
+            # The stack's mail is put in the INBOX before the first run: it is new mail.
+            f"  backlog: acknowledge\n"
             f"smtp:\n  host: 127.0.0.1\n  port: {self.smtp_port}\n  security: none\n"
             + extra
         )

@@ -113,7 +113,9 @@ def make_settings(stack: MailStack | None, db: str, tmp_path: Path, **over: Any)
     if stack is not None:
         data["imap"] = {"host": "127.0.0.1", "port": stack.imap_port, "security": "none",
                         "username": SUPPORT, "password_env": "MAILFLOW_IMAP_PASSWORD",
-                        "idle": True, "poll_interval": "1s"}
+                        "idle": True, "poll_interval": "1s",
+                        # Tests put mail in the INBOX before the first cycle: new mail.
+                        "backlog": "acknowledge"}
         data["smtp"] = {"host": "127.0.0.1", "port": stack.smtp_port, "security": "none"}
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

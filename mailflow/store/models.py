@@ -237,6 +237,10 @@ class MailboxCheckpoint(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime]
+    # What the first look found in the folder (imap.backlog): mail up to this UID becomes
+    # tickets without customer mail ("import"), or is never touched ("skip").
+    backlog_until_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped_until_uid: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class QuarantinedMessage(Base):

@@ -46,6 +46,10 @@ from mailflow.tickets.effects import (
     SuppressAddress,
 )
 
+# RFC 5321 caps a path at 256 octets: a longer "address" can receive no mail and is no
+# participant (the message's raw bytes and Cc list keep it).
+MAX_ADDRESS = 254
+
 
 @dataclass(frozen=True)
 class SeverityPromise:
@@ -178,10 +182,11 @@ class _Batch:
         cls = _classification(p)
         token = self.new_token()
         participants = tuple(sorted({a for a in (msg.from_addr, *msg.to, *msg.cc)
-                                     if a and not is_own(a, self.policy.link.own_addresses)}))
+                                     if a and len(a) <= MAX_ADDRESS
+                                     and not is_own(a, self.policy.link.own_addresses)}))
         actor = msg.from_addr or "(unknown sender)"
         fx.append(OpenTicket(
-            key=key, subject=msg.subject[:2000], requester=msg.from_addr,
+            key=key, subject=msg.subject[:2000], requester=msg.from_addr[:MAX_ADDRESS],
             severity=cls.severity, category=cls.category, owner_group=cls.owner_group,
             reply_token=token, created_at=received, participants=participants,
             reason=d.reason, actor=actor, tags=tuple(cls.tags), linked_to=d.linked_to,
