@@ -120,6 +120,21 @@ class GroupsConfig:
         """Names of the groups the address may act for, in name order."""
         return tuple(sorted(n for n, g in self.groups.items() if g.may_act(address)))
 
+    def case_reference(self, sender: str, *texts: str) -> tuple[str, str] | None:
+        """(group, case number) when mail from a group's own domain names one of its
+        case numbers (subject first, then text): how a vendor's reply threads when its
+        system dropped our headers. Whether the number is the one recorded on the
+        ticket is for the caller to check."""
+        for name in sorted(self.groups):
+            g = self.groups[name]
+            if g.external_ref is None or not g.from_group_domain(sender):
+                continue
+            for text in texts:
+                found = g.case_number(text)
+                if found:
+                    return name, found
+        return None
+
     def fallback_chain(self, name: str) -> tuple[str, ...]:
         """Where a referral goes, in order, when each group in turn does not accept."""
         chain: list[str] = []

@@ -7,6 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailflow.classify import RulesError, load_groups, load_rules
 
@@ -171,6 +174,36 @@ def test_group_with_members_needs_an_address(tmp_path: Path) -> None:
 ])
 def test_odd_files_never_crash(tmp_path: Path, text: str) -> None:
     d = _dir(tmp_path, text)
+    try:
+        load_groups(d, display="rules")
+    except RulesError as exc:
+        assert all(str(p).startswith("rules/groups.yaml:") for p in exc.problems)
+
+
+def test_case_reference_only_from_the_groups_domain() -> None:
+    tiers = load_rules(SHIPPED).tiers
+    assert tiers.case_reference("noreply@acme.example", "RE: CASE-000123 update",
+                                "body") == ("vendor-acme", "CASE-000123")
+    assert tiers.case_reference("noreply@acme.example", "update", "see case-000124") == (
+        "vendor-acme", "case-000124")
+    assert tiers.case_reference("eve@evil.example", "CASE-000123") is None
+    assert tiers.case_reference("noreply@acme.example", "no number here") is None
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 5) | st.text(max_size=6)
+    | st.sampled_from(["a@x.test", "tier2", "frontline", "CASE-\\d+", "(", "4h", "1"]),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+        st.sampled_from(["groups", "frontline", "tier2", "x", "address", "leader", "members",
+                         "fallback", "objectives", "external_ref", "1", "2", "3", "accept",
+                         "update", "resolve", "description"]), kids, max_size=4),
+    max_leaves=20))
+def test_no_groups_file_crashes_the_loader(tmp_path: Path, doc: object) -> None:
+    d = tmp_path / "fuzz"
+    d.mkdir(exist_ok=True)
+    (d / "groups.yaml").write_text(yaml.safe_dump(doc))
     try:
         load_groups(d, display="rules")
     except RulesError as exc:
