@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailflow.commands import (
     Accept,
@@ -242,3 +244,15 @@ def test_transcript_rejected_lists_every_line_with_reason() -> None:
                for ln in lines)
     assert any("#refer tier9 x" in ln and "unknown group 'tier9'" in ln for ln in lines)
     assert "not relayed" in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.sampled_from(
+    [*"#acepnrstuywd0123456789 :-\n>hHmM", "#eta ", "#snooze ", "#refer ", "tier2 ",
+     "tomorrow ", "yesterday ", "2026-12-01 ", "-- \n", "#status ", "resolved"]), max_size=40))
+def test_no_text_crashes_the_parser(parts: list[str]) -> None:
+    r = parse_reply("".join(parts), NOW, BERLIN, GROUPS)
+    assert isinstance(transcript(r), str)
+    for c in r.to_apply:
+        for due in (getattr(c, "due", None), getattr(c, "until", None)):
+            assert due is None or due > NOW
