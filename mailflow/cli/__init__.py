@@ -20,10 +20,11 @@ from mailflow.cli.base import (
     fail,
     handles_errors,
 )
+from mailflow.cli.check import check
 from mailflow.cli.db import db
 from mailflow.cli.demo import demo
 from mailflow.cli.export import COMMANDS as EXPORT_COMMANDS
-from mailflow.cli.init import check, init
+from mailflow.cli.init import init
 from mailflow.cli.outbox import outbox
 from mailflow.cli.quarantine import quarantine
 from mailflow.cli.rules import rules

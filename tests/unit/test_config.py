@@ -77,7 +77,10 @@ def test_missing_config_is_a_clear_usage_error(tmp_path: Path) -> None:
 def test_init_writes_files_that_pass_check(tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["init", str(tmp_path / "site")]).exit_code == 0
-    res = runner.invoke(main, ["--config", str(tmp_path / "site" / "mailflow.yaml"), "check"])
+    cfg = str(tmp_path / "site" / "mailflow.yaml")
+    assert runner.invoke(main, ["--config", cfg, "db", "upgrade"]).exit_code == 0
+    env = {"MAILFLOW_IMAP_PASSWORD": "x", "MAILFLOW_SMTP_PASSWORD": "y"}
+    res = runner.invoke(main, ["--config", cfg, "check"], env=env)
     assert res.exit_code == 0, res.output
     assert "configuration OK" in res.output
     again = runner.invoke(main, ["init", str(tmp_path / "site")])
