@@ -1,5 +1,5 @@
 """Times as people write them in mail commands: ``4h``, ``1d 4h``, ``tomorrow 10:00``,
-``2026-12-01 15:00``; pure (``now`` and the time zone are given).
+``friday 15:00``, ``2026-12-01 15:00``; pure (``now`` and the time zone are given).
 
 Kept apart from config durations (``mailflow.config.parse_duration``): people replying
 from a phone write ``2 hours`` and ``1h30m``, and a wrong time must say what is wrong
@@ -23,10 +23,13 @@ _UNITS = {
 _PART = re.compile(r"(\d{1,6})\s*([a-z]+)")
 _DURATION = re.compile(r"^(?:\d{1,6}\s*[a-z]+\s*)+$")
 _DAY_WORDS = {"yesterday": -1, "today": 0, "tomorrow": 1}
+_WEEKDAYS = {d: i for i, names in enumerate((
+    ("mon", "monday"), ("tue", "tuesday"), ("wed", "wednesday"), ("thu", "thursday"),
+    ("fri", "friday"), ("sat", "saturday"), ("sun", "sunday"))) for d in names}
 _CLOCK = re.compile(r"^([01]?\d|2[0-3])[:.h]([0-5]\d)$")
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _DATETIME = re.compile(r"^(\d{4}-\d{1,2}-\d{1,2})[ t]+(\S+)$")
-_FORMS = "4h, 2d, 1h30m, tomorrow 10:00 or 2026-12-01 15:00"
+_FORMS = "4h, 2d, 1h30m, tomorrow 10:00, friday 15:00 or 2026-12-01 15:00"
 
 
 class TimeProblem(ValueError):
@@ -55,9 +58,11 @@ def parse_duration_words(text: str) -> timedelta:
 
 
 def parse_when(text: str, now: datetime, tz: tzinfo) -> datetime:
-    """A future moment, aware, in ``tz``: a duration from ``now``, a day word with an
-    optional clock time, a clock time today, or a date with a clock time."""
+    """A future moment, aware, in ``tz``: a duration from ``now`` (``in 4h``), a day word
+    with an optional clock time, a weekday with a clock time (the next one), a clock
+    time today, or a date with a clock time."""
     t = " ".join(text.strip().lower().split())
+    t = t[3:] if t.startswith("in ") else t  # "in 4h"
     local_now = now.astimezone(tz)
     due = _absolute(t, local_now, tz)
     if due is None:
@@ -86,6 +91,14 @@ def _absolute(t: str, local_now: datetime, tz: tzinfo) -> datetime | None:
                 raise TimeProblem("'today' needs a time: today 15:00", definite=True)
             return _at(day, local_now.time().replace(second=0, microsecond=0), tz)
         return _at(day, _clock(words[1]), tz)
+    if words[0] in _WEEKDAYS and len(words) <= 2:
+        if len(words) == 1 or not any(ch.isdigit() for ch in words[1]):
+            raise TimeProblem(f"{words[0]!r} needs a time: {words[0]} 15:00", definite=True)
+        clock = _clock(words[1])
+        ahead = (_WEEKDAYS[words[0]] - local_now.weekday()) % 7
+        if ahead == 0 and clock <= local_now.time():
+            ahead = 7  # "friday 10:00" said on a Friday afternoon: next week's
+        return _at(local_now.date() + timedelta(days=ahead), clock, tz)
     if len(words) == 1 and _CLOCK.match(t):
         return _at(local_now.date(), _clock(t), tz)
     if len(words) == 1 and _DATE.match(t):
