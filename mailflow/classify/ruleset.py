@@ -34,6 +34,7 @@ from mailflow.classify.conditions import (
     words_matcher,
 )
 from mailflow.classify.groups import FRONTLINE, Group, GroupsConfig, read_groups
+from mailflow.classify.lists import read_lists
 from mailflow.classify.problems import Collector as _Collector
 from mailflow.classify.problems import Problem, RulesError
 from mailflow.classify.yamlsource import LocDict, LocList, YamlProblem, load_located
@@ -126,42 +127,6 @@ class RuleSet:
             trace=tuple(hits),
             version=self.version,
         )
-
-
-def _read_lists(rules_dir: Path, display: str, problems: list[Problem]) -> dict[str, AddressSet]:
-    lists: dict[str, AddressSet] = {}
-    folder = rules_dir / "lists"
-    if not folder.is_dir():
-        return lists
-    for path in sorted(folder.glob("*.yaml")):
-        name = path.stem
-        c = _Collector(f"{display}/lists/{path.name}")
-        try:
-            data = load_located(path.read_text(encoding="utf-8"))
-        except (YamlProblem, UnicodeDecodeError, OSError) as exc:
-            c.add(getattr(exc, "line", 1), getattr(exc, "what", str(exc)))
-            problems.extend(c.problems)
-            continue
-        entries = data.get("entries") if isinstance(data, LocDict) else data
-        if entries is None:
-            entries = LocList()
-        if not isinstance(entries, list):
-            c.add(getattr(data, "line", 1),
-                  "a list file is a YAML list of addresses (or has an `entries:` list)")
-            problems.extend(c.problems)
-            continue
-        addrs, domains = set(), set()
-        for i, e in enumerate(entries):
-            line = entries.line_of(i) if isinstance(entries, LocList) else 1
-            if not isinstance(e, str) or "@" not in e or " " in e.strip():
-                c.add(line, f"entry must be an address or @domain (got {e!r})")
-            elif e.startswith("@"):
-                domains.add(e[1:].lower())
-            else:
-                addrs.add(e.lower())
-        problems.extend(c.problems)
-        lists[name] = AddressSet(f"list {name}", frozenset(addrs), frozenset(domains))
-    return lists
 
 
 class _Builder:
@@ -394,7 +359,7 @@ def load_rules(rules_dir: Path, display: str | None = None) -> RuleSet:
     files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in NOT_RULE_FILES)
     for p in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("lists/*.yaml")]):
         digest.update(p.relative_to(rules_dir).as_posix().encode() + b"\0" + p.read_bytes())
-    lists = _read_lists(rules_dir, display, problems)
+    lists = read_lists(rules_dir, display, problems)
     groups = read_groups(rules_dir, display, problems)
     defaults: dict[str, Any] = {"severity": 3, "category": "technical", "owner": FRONTLINE}
     default_hours = BusinessHours(True, frozenset(range(5)), time(8), time(18))
