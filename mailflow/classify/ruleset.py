@@ -35,6 +35,7 @@ from mailflow.classify.conditions import (
 )
 from mailflow.classify.groups import FRONTLINE, Group, GroupsConfig, read_groups
 from mailflow.classify.lists import read_lists
+from mailflow.classify.lists import read_lists as _read_lists  # noqa: F401  (sla_policy.py)
 from mailflow.classify.problems import Collector as _Collector
 from mailflow.classify.problems import Problem, RulesError
 from mailflow.classify.yamlsource import LocDict, LocList, YamlProblem, load_located
