@@ -164,6 +164,7 @@ class TicketClocks:
     status: str
     clocks: tuple[ClockState, ...]
     snoozed_until: datetime | None  # only while in the future
+    last_snooze: tuple[datetime, datetime] | None  # (from, until), past ones too
     reclassified: tuple[tuple[datetime, str], ...]  # (when, policy name) after opening
     next_due: datetime | None  # earliest due of a running clock (past: overdue)
 
@@ -211,6 +212,7 @@ class _Timeline:
     accepts: tuple[Accepted, ...]
     status: str
     snoozed_until: datetime | None
+    last_snooze: tuple[datetime, datetime] | None
 
 
 def ticket_clocks(history: Sequence[Fact], sla: SlaConfig, now: datetime,
@@ -252,7 +254,8 @@ def ticket_clocks(history: Sequence[Fact], sla: SlaConfig, now: datetime,
     ) if c is not None]
     running = [c.due for c in clocks if c.stopped is None and c.due is not None]
     return TicketClocks(sev, cat, owner, opened.customer, policy, t.status, tuple(clocks),
-                        t.snoozed_until, tuple(reclassified), min(running, default=None))
+                        t.snoozed_until, t.last_snooze, tuple(reclassified),
+                        min(running, default=None))
 
 
 def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
@@ -261,7 +264,7 @@ def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
     resolved: list[Span] = []
     responses: list[datetime] = []
     reopens: list[datetime] = []
-    snoozed: datetime | None = None
+    snoozed: tuple[datetime, datetime] | None = None
     wait_from: datetime | None = None
     resolved_from: datetime | None = None
     for f in facts[1:]:
@@ -269,7 +272,7 @@ def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
         if isinstance(f, Responded):
             responses.append(at)
         elif isinstance(f, Snoozed):
-            snoozed = f.until.astimezone(UTC)
+            snoozed = (at, f.until.astimezone(UTC))
         elif isinstance(f, CustomerWrote) and wait_from is not None:
             waits.append((wait_from, at))
             wait_from, status = None, "open"
@@ -294,7 +297,7 @@ def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
         facts[0], tuple(waits), tuple(resolved), tuple(responses), tuple(reopens),
         tuple(f for f in facts if isinstance(f, Referred)),
         tuple(f for f in facts if isinstance(f, Accepted)),
-        status, snoozed if snoozed is not None and snoozed > now else None)
+        status, snoozed[1] if snoozed is not None and snoozed[1] > now else None, snoozed)
 
 
 def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
