@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,40 @@ from jinja2 import (
 )
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailflow.addresses import outgoing_address
+from mailflow.msgid import valid_msg_id
 from mailflow.resources import default_templates_dir
 
-_CTRL = re.compile(r"[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+")
+_CTRL = re.compile(r"[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85\u2028\u2029]+")
+# U+2060 WORD JOINER: invisible, and it keeps "=?" from starting an encoded word.
+_NO_EW = "=\u2060?"
 
 
 def header_safe(value: str, limit: int = 900) -> str:
     """One line, no control characters: CR/LF can never reach a header."""
     return _CTRL.sub(" ", value).strip()[:limit]
+
+
+def header_text(value: str, limit: int = 900) -> str:
+    """Decoded text (a customer's subject) made safe to set as a header value.
+
+    Python's header classes decode any ``=?charset?q?...?=`` in a value they are given
+    and write what it decodes to, CR LF included (issue 10, item 1): a subject that
+    arrived double-encoded would be decoded a second time on the way out and could add
+    a ``Bcc:``. The text was decoded once already, so "=?" left in it is never an
+    encoded word of ours: a word joiner keeps it from being read as one, here and by
+    any mail client that decodes again.
+    """
+    text = header_safe(value, limit)
+    while "=?" in text:
+        text = text.replace("=?", _NO_EW)
+    return text
+
+
+def msg_id_list(ids: tuple[str, ...] | list[str]) -> list[str]:
+    """Only valid ids are echoed (:mod:`mailflow.msgid`); rows queued before that check
+    may still hold others."""
+    return [i for i in ids if i and valid_msg_id(i)]
 
 
 @dataclass(frozen=True)
@@ -135,30 +161,51 @@ class Composer:
 
     def build(self, name: str, context: Mapping[str, Any], env: Envelope) -> EmailMessage:
         subject, text, html = self.render(name, context)
-        msg = EmailMessage(policy=SMTP)
-        msg["From"] = formataddr((header_safe(env.from_name), env.mail_from))
-        msg["To"] = header_safe(env.to)
-        msg["Subject"] = subject
+        # Domains go out as A-labels; only a non-ASCII local part needs RFC 6532 headers
+        # (and SMTPUTF8, which mailflow.smtp asks for or fails that one mail with).
+        to, utf8 = outgoing_address(header_safe(env.to))
+        msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
+        msg["From"] = formataddr((header_text(env.from_name), env.mail_from))
+        _set_to(msg, to)
+        msg["Subject"] = header_text(subject)
         msg["Date"] = format_datetime(env.date)
         msg["Message-ID"] = f"<{env.message_id}>"
         if env.reply_to:
             msg["Reply-To"] = env.reply_to
-        if env.in_reply_to:
-            msg["In-Reply-To"] = f"<{header_safe(env.in_reply_to)}>"
-        if env.references:
+        in_reply_to = msg_id_list([env.in_reply_to or ""])
+        if in_reply_to:
+            msg["In-Reply-To"] = f"<{in_reply_to[0]}>"
+        refs = msg_id_list(env.references)
+        if refs:
             # RFC 5322 3.6.4; long chains are trimmed to the first and the last few.
-            refs = list(env.references)
             refs = refs if len(refs) <= 10 else refs[:1] + refs[-9:]
-            msg["References"] = " ".join(f"<{header_safe(r)}>" for r in refs)
+            msg["References"] = " ".join(f"<{r}>" for r in refs)
         if env.auto_submitted:
             # RFC 3834 section 5: automatic mail says so; Exchange honours the second.
             msg["Auto-Submitted"] = env.auto_submitted
             msg["X-Auto-Response-Suppress"] = "All"
         for k, v in env.extra_headers:
-            msg[k] = header_safe(v)
+            msg[k] = header_text(v)
         msg.set_content(text, cte="quoted-printable")
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
         return msg
+
+
+def _set_to(msg: EmailMessage, addr: str) -> None:
+    """``To:`` holding exactly ``addr``, or no address at all.
+
+    The header class re-parses what it is given; an address it would read as another
+    one (or as none) must not reach a header. The envelope recipient is what delivery
+    uses, and :mod:`mailflow.smtp` refuses an address it cannot send safely.
+    """
+    try:
+        msg["To"] = addr
+        got = [a.addr_spec for a in msg["To"].addresses]
+    except (ValueError, IndexError, TypeError, AttributeError):
+        got = []
+    if got != [addr]:
+        del msg["To"]
+        msg["To"] = "undisclosed-recipients:;"
 
 
 def _where(exc: BaseException, templates: list[Template], fallback: str) -> str:

@@ -16,7 +16,10 @@ import re
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
 _LITERAL = r"\[[\x21-\x5a\x5e-\x7e]*\]"
-_VALID = re.compile(rf"{_DOT_ATOM}@(?:{_DOT_ATOM}|{_LITERAL})")
+# obs-id-left (section 4.5.4) as old mailers write it: a quoted string, here without
+# white space or backslashes ("cata.hud.a:131600:20001226214727"@hud.ac.uk).
+_QUOTED = r'"[\x21\x23-\x5b\x5d-\x7e]+"'
+_VALID = re.compile(rf"(?:{_DOT_ATOM}|{_QUOTED})@(?:{_DOT_ATOM}|{_LITERAL})")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 # Long enough for every real id seen; a header line must stay under 998 octets.
 MAX_LENGTH = 250

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from email.utils import parseaddr
 from types import TracebackType
 
 import aiosmtplib
 
+from mailflow.addresses import outgoing_address
 from mailflow.config import CredentialError, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -70,10 +72,22 @@ class SmtpTransport:
         self.client = None
 
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> str:
-        """Send one message; return the server's answer to DATA (its 250 line)."""
+        """Send one message; return the server's answer to DATA (its 250 line).
+
+        Every failure is a :class:`DeliveryError`: one mail that cannot be sent (an
+        address the server cannot take) fails alone and never stops the others.
+        """
         assert self.client is not None, "use `async with SmtpTransport(...)`"
+        sender, rcpt, options = await self._envelope(mail_from, recipient, raw)
         try:
-            errors, answer = await self.client.sendmail(mail_from, [recipient], raw)
+            errors, answer = await self.client.sendmail(sender, [rcpt], raw,
+                                                        mail_options=options)
+        except (ValueError, UnicodeError) as exc:
+            # aiosmtplib refuses what it cannot write on a command line; a mail it
+            # cannot send now it will never send.
+            raise DeliveryError(f"cannot send to {recipient!r}: {exc}", permanent=True) from None
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise DeliveryError(f"{exc}", permanent=True) from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             r = exc.recipients[0]
             raise DeliveryError(f"{r.code} {r.message}", permanent=r.code >= 500) from None
@@ -85,3 +99,37 @@ class SmtpTransport:
             code, message = next(iter(errors.values()))
             raise DeliveryError(f"{code} {message}", permanent=code >= 500)
         return answer
+
+    async def _envelope(self, mail_from: str, recipient: str,
+                        raw: bytes) -> tuple[str, str, list[str]]:
+        """Sender, recipient (domains as A-labels) and MAIL options (SMTPUTF8 when a
+        non-ASCII local part or RFC 6532 header needs it, RFC 6531)."""
+        assert self.client is not None
+        sender, utf8_sender = outgoing_address(mail_from)
+        rcpt, utf8_rcpt = outgoing_address(recipient)
+        for addr in (sender, rcpt):
+            if not command_line_safe(addr):
+                raise DeliveryError(f"address {addr!r} cannot be used in an SMTP command",
+                                    permanent=True)
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        if not (utf8_sender or utf8_rcpt or not head.isascii()):
+            return sender, rcpt, []
+        try:
+            if self.client.is_ehlo_or_helo_needed:
+                await self.client.ehlo()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP connection failed: {exc}", permanent=False) from None
+        if not self.client.supports_extension("smtputf8"):
+            raise DeliveryError(
+                f"{recipient} has a non-ASCII address (RFC 6531) and the SMTP server "
+                f"{self.settings.host} does not offer SMTPUTF8: cannot be delivered",
+                permanent=True)
+        return sender, rcpt, ["SMTPUTF8"]
+
+
+def command_line_safe(addr: str) -> bool:
+    """Goes on a ``MAIL FROM``/``RCPT TO`` line as exactly this one address: no line
+    breaks or brackets, and read back the same (aiosmtplib re-parses addresses)."""
+    if not addr or any(c in addr for c in "\r\n\x00<>") or addr != addr.strip():
+        return False
+    return parseaddr(addr)[1] == addr
