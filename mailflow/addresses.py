@@ -29,7 +29,7 @@ _HAS_STRICT = "strict" in signature(getaddresses).parameters
 # A fold (CRLF + white space) is removed by unfolding; any other CR or LF left in a
 # header value is not part of it and becomes a space.
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_CRLF = re.compile(r"[\r\n]")
+_CRLF = re.compile(r"\r\n|[\r\n]")
 
 # One plain address, optionally with a simple display name: by far the commonest form.
 # The strict parsers cost ~40 us a header; this regex handles the plain case exactly and
