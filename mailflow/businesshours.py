@@ -128,8 +128,15 @@ class BusinessCalendar:
         """One line for explanations: zone, hours, holidays."""
         if self.always_open:
             return f"calendar {self.name}: 24x7"
-        days = ", ".join(f"{DAY_NAMES[i]} {' '.join(map(str, ws))}"
-                         for i, ws in enumerate(self.weekly) if ws)
+        runs: list[tuple[int, int]] = []  # consecutive days with the same windows
+        for i in range(7):
+            if runs and self.weekly[runs[-1][1]] == self.weekly[i] and runs[-1][1] == i - 1:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        days = ", ".join(
+            f"{DAY_NAMES[a]}{'-' + DAY_NAMES[b] if b > a else ''} "
+            f"{' '.join(map(str, self.weekly[a]))}" for a, b in runs if self.weekly[a])
         extra = ""
         if self.public:
             extra += f"; public holidays of {self.public.country}" + (

@@ -202,3 +202,10 @@ def test_rule_condition_with_a_calendar_of_its_own_and_with_no_days() -> None:
     assert not cond.test(_facts(at(2026, 4, 3, 10)))[0]                  # Good Friday
     never = BusinessHours(True, frozenset(), time(8), time(18))
     assert not never.test(_facts(at(2026, 3, 2, 10)))[0]
+
+
+def test_describe_groups_days_with_the_same_hours() -> None:
+    cal = office(public=PublicHolidays("DE", "BE"), holidays=frozenset({date(2026, 12, 24)}))
+    assert cal.describe() == ("calendar office (Europe/Berlin): mon-fri 08:00-18:00; public "
+                              "holidays of DE-BE; 1 listed holiday(s)")
+    assert ALWAYS.describe() == "calendar 24x7: 24x7"
