@@ -23,6 +23,7 @@ from mailflow.cli.base import (
 from mailflow.cli.check import check
 from mailflow.cli.db import db
 from mailflow.cli.demo import demo
+from mailflow.cli.desk import tickets_resolve as _desk  # noqa: F401 - registers the desk commands
 from mailflow.cli.export import COMMANDS as EXPORT_COMMANDS
 from mailflow.cli.init import init
 from mailflow.cli.outbox import outbox
