@@ -208,8 +208,8 @@ def open_intervals(cal: BusinessCalendar, since: datetime,
                    until: datetime | None = None) -> Iterator[tuple[datetime, datetime]]:
     """Open periods (UTC, merged, in order) that end after ``since``, clipped to
     [since, until). Without ``until`` it goes on as far as the calendar has open time."""
-    since = since.astimezone(UTC)
-    until = until.astimezone(UTC) if until is not None else None
+    since = _aware(since)
+    until = _aware(until) if until is not None else None
     if until is not None and until <= since:
         return
     if cal.always_open:
@@ -222,6 +222,13 @@ def open_intervals(cal: BusinessCalendar, since: datetime,
         if b <= since:
             continue
         yield max(a, since), b if until is None else min(b, until)
+
+
+def _aware(instant: datetime) -> datetime:
+    """UTC; a naive datetime would silently mean the machine's zone, so it is refused."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"business time needs timezone-aware datetimes (got {instant})")
+    return instant.astimezone(UTC)
 
 
 def is_open(cal: BusinessCalendar, instant: datetime) -> bool:
@@ -237,7 +244,7 @@ def add_business_time(cal: BusinessCalendar, start: datetime, amount: timedelta)
     Counting starts at the next opening when ``start`` is outside business time; an
     amount that runs out exactly at closing gives the closing time, not the next
     opening. A zero amount gives ``start``. Result in UTC."""
-    start = start.astimezone(UTC)
+    start = _aware(start)
     if amount <= timedelta(0):
         return start
     left = amount

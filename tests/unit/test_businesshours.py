@@ -3,10 +3,13 @@ weekends, holidays (explicit and from the holidays package), overnight windows."
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailflow.businesshours import (
     ALWAYS,
@@ -209,3 +212,42 @@ def test_describe_groups_days_with_the_same_hours() -> None:
     assert cal.describe() == ("calendar office (Europe/Berlin): mon-fri 08:00-18:00; public "
                               "holidays of DE-BE; 1 listed holiday(s)")
     assert ALWAYS.describe() == "calendar 24x7: 24x7"
+
+
+_windows = st.builds(
+    lambda sh, sm, length: Window(time(sh, sm), (datetime.combine(date(2001, 1, 1),
+                                                                  time(sh, sm))
+                                                 + timedelta(minutes=length)).time()),
+    st.integers(0, 23), st.sampled_from([0, 15, 30, 45]), st.integers(15, 24 * 60 - 15))
+_calendars = st.builds(
+    lambda days, zone: BusinessCalendar("prop", ZoneInfo(zone), tuple(
+        tuple(d) for d in days)) if any(days) else ALWAYS,
+    st.lists(st.lists(_windows, max_size=2), min_size=7, max_size=7),
+    st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"]))
+# Around both of 2026's DST changes in Europe and America.
+_instants = st.sampled_from([datetime(2026, 3, 7, tzinfo=UTC), datetime(2026, 3, 27, tzinfo=UTC),
+                             datetime(2026, 10, 23, tzinfo=UTC),
+                             datetime(2026, 10, 30, tzinfo=UTC)]).flatmap(
+    lambda base: st.integers(0, 5 * 24 * 60).map(lambda m: base + timedelta(minutes=m)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_calendars, _instants, st.integers(0, 60 * 60))
+def test_add_and_between_agree_on_any_calendar(cal: BusinessCalendar, start: datetime,
+                                               minutes: int) -> None:
+    amount = timedelta(minutes=minutes)
+    due = add_business_time(cal, start, amount)
+    assert due >= start
+    assert business_time_between(cal, start, due) == amount
+    if minutes:
+        assert is_open(cal, due - timedelta(seconds=1))
+        intervals = list(open_intervals(cal, start, due))
+        assert all(a < b for a, b in intervals)
+        assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(intervals))
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        add_business_time(office(), datetime(2026, 3, 2, 9), H)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        is_open(office(), datetime(2026, 3, 2, 9))
