@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
+MAILFLOW = [sys.executable, "-c", "from mailflow.cli import main; main(prog_name='mailflow')"]
 
 
 def test_license_is_the_apache_2_text_pyproject_declares() -> None:
@@ -26,10 +27,10 @@ def test_changelog_has_an_unreleased_section() -> None:
 def test_completion_script_as_documented() -> None:
     assert "_MAILFLOW_COMPLETE=bash_source mailflow" in (ROOT / "README.md").read_text()
     env = dict(os.environ, _MAILFLOW_COMPLETE="bash_source")
-    out = subprocess.run([sys.executable, "-c", "from mailflow.cli import main; main(prog_name='mailflow')"],
+    out = subprocess.run(MAILFLOW,
                          env=env, capture_output=True, text=True, check=True).stdout
     assert "_mailflow_completion" in out and "complete " in out
-    words = subprocess.run([sys.executable, "-c", "from mailflow.cli import main; main(prog_name='mailflow')"],
+    words = subprocess.run(MAILFLOW,
                            env=dict(os.environ, _MAILFLOW_COMPLETE="bash_complete",
                                     COMP_WORDS="mailflow tic", COMP_CWORD="1"),
                            capture_output=True, text=True, check=True).stdout
