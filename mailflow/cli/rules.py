@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +32,84 @@ def _load_candidate(ctx: click.Context, rules_dir: str | None) -> Any:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
               help="Rule directory to test (default: rules_dir from the config).")
+@click.option("--effects", "show_effects", is_flag=True,
+              help="Also show what each mail would do against the current database "
+                   "(nothing is written).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @handles_errors
-def rules_test(ctx: click.Context, files: tuple[str, ...], rules_dir: str | None) -> None:
-    """Classify .eml FILES without side effects and print each rule's verdict."""
+def rules_test(ctx: click.Context, files: tuple[str, ...], rules_dir: str | None,
+               show_effects: bool, as_json: bool) -> None:
+    """Classify .eml FILES without side effects and print each rule's verdict.
+
+    With --effects, also the effects each mail would have if it arrived now, each on its
+    own, decided as ingest decides against the configured database (or an empty store
+    when that cannot be read, saying so) in a transaction that is rolled back."""
     from mailflow.classify import Facts
     from mailflow.clock import SystemClock
     from mailflow.parse import Unparseable, parse
 
     settings, rs = _load_candidate(ctx, rules_dir)
-    click.echo(f"rule set {rs.version}: {len(rs.rules)} rules")
-    for name in files:
+    raws = [Path(name).read_bytes() for name in files]
+    items: list[dict[str, Any]] = []
+    for name, raw in zip(files, raws, strict=True):
         try:
-            msg = parse(Path(name).read_bytes())
+            msg = parse(raw)
         except Unparseable as exc:
-            click.echo(f"\n{name}: not classified: {exc}")
+            items.append({"file": name, "error": str(exc)})
             continue
         when = (msg.date or SystemClock().now()).astimezone(settings.tz)
         out = rs.evaluate(Facts.of(msg, when))
-        click.echo(f"\n{name}: {msg.from_addr} - {msg.subject}")
-        for hit in out.trace:
-            click.echo(f"  {'MATCH' if hit.matched else '  -  '} {hit.rule:<24} {hit.why}")
-        click.echo(f"  => severity {out.severity}, {out.category}, owner {out.owner_group}, "
-                   f"tags {', '.join(out.tags) or '-'}")
+        items.append({
+            "file": name, "from": msg.from_addr, "subject": msg.subject,
+            "severity": out.severity, "category": out.category,
+            "owner_group": out.owner_group, "tags": list(out.tags),
+            "rules": [{"rule": h.rule, "matched": h.matched, "why": h.why}
+                      for h in out.trace]})
+    against = None
+    if show_effects:
+        against = _add_effects(settings, rs, raws, items)
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    click.echo(f"rule set {rs.version}: {len(rs.rules)} rules")
+    if against is not None:
+        click.echo(f"effects against {against}")
+    for i in items:
+        if "error" in i:
+            click.echo(f"\n{i['file']}: not classified: {i['error']}")
+        else:
+            click.echo(f"\n{i['file']}: {i['from']} - {i['subject']}")
+            for hit in i["rules"]:
+                click.echo(f"  {'MATCH' if hit['matched'] else '  -  '} {hit['rule']:<24} "
+                           f"{hit['why']}")
+            click.echo(f"  => severity {i['severity']}, {i['category']}, owner "
+                       f"{i['owner_group']}, tags {', '.join(i['tags']) or '-'}")
+        if "effects" in i:
+            click.echo(f"  effects ({i['outcome']}):")
+            for e in i["effects"]:
+                click.echo(f"    {e['description']}")
+
+
+def _add_effects(settings: Any, rs: Any, raws: list[bytes],
+                 items: list[dict[str, Any]]) -> str:
+    """Each item gets ``outcome`` and ``effects``; returns what they were decided
+    against. Nothing is written: see :mod:`mailflow.dryrun`."""
+    from mailflow.clock import SystemClock
+    from mailflow.dryrun import decide_files, store_for
+    from mailflow.tickets.effects import describe
+
+    with store_for(settings) as store:
+        decisions = decide_files(store, settings, rs, raws, SystemClock().now())
+    against = store.described
+    if store.why_empty is not None:
+        against += f" ({store.why_empty})"
+    for item, d in zip(items, decisions, strict=True):
+        item["against"] = against
+        item["outcome"] = d.outcome
+        item["effects"] = [{"type": type(e).__name__, "description": describe(e)}
+                           for e in d.effects]
+    return against
 
 
 @rules.command("replay")
