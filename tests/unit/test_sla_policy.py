@@ -181,3 +181,33 @@ def test_shipped_rules_directory_still_loads_as_rules(tmp_path: Path) -> None:
     d = tmp_path / "rules"
     shutil.copytree(SHIPPED, d)
     load_rules(d)
+
+
+def test_calendar_forms(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from mailflow.businesshours import is_open
+
+    d = _dir(tmp_path, """\
+        calendars:
+          shop:
+            timezone: Europe/Berlin
+            hours:
+              mon-fri: ["08:00-12:00", "13:00-17:00"]
+              sat,sun: closed
+            holidays: [2026-12-24, "2026-12-31"]
+          nights: {hours: {fri-mon: "22:00-06:00"}}
+          utc-always: {timezone: UTC, 24x7: true}
+        policies:
+          - {name: all, severity: [1, 2, 3], calendar: shop, first_response: 1d}
+        """)
+    sla = load_sla(d, tz=ZoneInfo("Europe/Berlin"))
+    shop = sla.calendars["shop"]
+    berlin = ZoneInfo("Europe/Berlin")
+    assert is_open(shop, datetime(2026, 3, 2, 9, tzinfo=berlin))
+    assert not is_open(shop, datetime(2026, 3, 2, 12, 30, tzinfo=berlin))
+    assert not is_open(shop, datetime(2026, 12, 31, 9, tzinfo=berlin))
+    assert shop.business_day == 8 * H and sla.policies[0].first_response.business == 8 * H  # type: ignore[union-attr]
+    nights = sla.calendars["nights"]
+    assert [bool(day) for day in nights.weekly] == [True, False, False, False, True, True, True]
+    assert sla.calendars["utc-always"].always_open
