@@ -35,89 +35,32 @@ from datetime import UTC, datetime, timedelta
 
 from mailflow.businesshours import BusinessCalendar, business_time_between, open_intervals
 from mailflow.sla_policy import Policy, SlaConfig, Target
+from mailflow.slafacts import (
+    RESOLVED,
+    WAITING,
+    Accepted,
+    CategoryChanged,
+    CustomerWrote,
+    Fact,
+    Opened,
+    OwnerChanged,
+    Referred,
+    Responded,
+    SeverityChanged,
+    Snoozed,
+    Span,
+    StatusChanged,
+)
 
-WAITING = "waiting-on-customer"
-RESOLVED = "resolved"
+# The facts are part of this module's interface: callers may import them from here.
+__all__ = [
+    "KINDS", "RESOLVED", "WAITING", "Accepted", "CategoryChanged", "ClockState",
+    "CustomerWrote", "Fact", "Opened", "OwnerChanged", "Referred", "Responded",
+    "SeverityChanged", "Snoozed", "Span", "StatusChanged", "TicketClocks", "instant_at",
+    "promised_first_response", "ticket_clocks",
+]
+
 KINDS = ("first_response", "next_update", "resolution", "tier_accept")
-
-
-# -- the history: what the store knows about a ticket, as facts ------------------------
-
-@dataclass(frozen=True)
-class Opened:
-    at: datetime
-    severity: int
-    category: str
-    owner: str
-    customer: str  # the customer's address, for policies narrowed by a customer list
-
-
-@dataclass(frozen=True)
-class SeverityChanged:
-    at: datetime
-    severity: int
-
-
-@dataclass(frozen=True)
-class CategoryChanged:
-    at: datetime
-    category: str
-
-
-@dataclass(frozen=True)
-class OwnerChanged:
-    at: datetime
-    owner: str
-
-
-@dataclass(frozen=True)
-class StatusChanged:
-    """``open``, ``in-progress``, ``waiting-on-customer`` or ``resolved``."""
-
-    at: datetime
-    status: str
-
-
-@dataclass(frozen=True)
-class CustomerWrote:
-    """Ends a wait on the customer (whatever the status says); does not reopen."""
-
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Responded:
-    """A mail to the customer from the front line or a tier group (not an ack)."""
-
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Referred:
-    """The ticket went to ``group``; ownership follows the referral."""
-
-    at: datetime
-    group: str
-
-
-@dataclass(frozen=True)
-class Accepted:
-    at: datetime
-    group: str
-
-
-@dataclass(frozen=True)
-class Snoozed:
-    """``#snooze 1d reason``: no automatic escalation until ``until``."""
-
-    at: datetime
-    until: datetime
-    reason: str = ""
-
-
-Fact = (Opened | SeverityChanged | CategoryChanged | OwnerChanged | StatusChanged
-        | CustomerWrote | Responded | Referred | Accepted | Snoozed)
-Span = tuple[datetime, datetime | None]  # end None: still going
 
 
 # -- the result ------------------------------------------------------------------------
@@ -176,8 +119,25 @@ class TicketClocks:
     def resolved(self) -> bool:
         return self.status == RESOLVED
 
+    @property
+    def breached(self) -> bool:
+        """A promise was missed: a customer's escalation request is then escalated, not
+        recorded as a false escalation."""
+        return any(c.breached for c in self.clocks)
+
+    def due_within(self, now: datetime, window: timedelta) -> bool:
+        """``tickets list --due-within 1h`` (overdue ones included)."""
+        return self.next_due is not None and self.next_due <= now + window
+
     def clock(self, kind: str) -> ClockState | None:
         return next((c for c in self.clocks if c.kind == kind), None)
+
+
+def promised_first_response(sla: SlaConfig, opened: Opened) -> datetime | None:
+    """The first-response due time to promise in the acknowledgment: the same policy
+    and calendar as the clock, so the promise and the clock agree."""
+    fr = ticket_clocks([opened], sla, opened.at).clock("first_response")
+    return fr.due if fr is not None else None
 
 
 def instant_at(clock: ClockState, amount: timedelta) -> datetime | None:

@@ -225,3 +225,14 @@ def test_explain_shows_pauses_gaps_and_outcome(sla: SlaConfig) -> None:
         in text
     assert "met       Mon 2026-03-09 10:00 CET (2h early)" in text
     assert "next update (episode 0)" in text
+
+
+def test_promise_in_the_acknowledgment_and_list_filters(sla: SlaConfig) -> None:
+    from mailflow.slaclock import promised_first_response
+
+    assert promised_first_response(sla, opened(at(2026, 3, 6, 16))) == at(2026, 3, 9, 10)
+    assert promised_first_response(sla, opened(at(2026, 3, 6, 16), 1)) == at(2026, 3, 6, 16, 30)
+    tc = ticket_clocks([opened(at(2026, 3, 2, 10))], sla, at(2026, 3, 2, 13, 30))
+    assert tc.due_within(at(2026, 3, 2, 13, 30), H) and not tc.breached
+    assert not tc.due_within(at(2026, 3, 2, 13, 30), 15 * M)
+    assert ticket_clocks([opened(at(2026, 3, 2, 10))], sla, at(2026, 3, 2, 15)).breached
