@@ -303,7 +303,10 @@ def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
 def _first_response(t: _Timeline, policy: Policy, now: datetime,
                     retarget: datetime | None) -> ClockState | None:
     start = t.opened.at.astimezone(UTC)
-    stop = t.responses[0] if t.responses else None
+    # Resolving tells the customer too: a ticket resolved unanswered stops this clock
+    # rather than running on, breached, for ever.
+    ends = [*t.responses[:1], *(a for a, _b in t.resolved_spans[:1])]
+    stop = min(ends, default=None)
     return _clock("first_response", 0, start, stop, t.waits, policy.first_response, policy,
                   now, retarget)
 

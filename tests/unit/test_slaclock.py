@@ -236,3 +236,10 @@ def test_promise_in_the_acknowledgment_and_list_filters(sla: SlaConfig) -> None:
     assert tc.due_within(at(2026, 3, 2, 13, 30), H) and not tc.breached
     assert not tc.due_within(at(2026, 3, 2, 13, 30), 15 * M)
     assert ticket_clocks([opened(at(2026, 3, 2, 10))], sla, at(2026, 3, 2, 15)).breached
+
+
+def test_resolved_unanswered_stops_every_clock(sla: SlaConfig) -> None:
+    h = [opened(at(2026, 3, 2, 10)), StatusChanged(at(2026, 3, 2, 11), "resolved")]
+    tc = ticket_clocks(h, sla, at(2026, 3, 9, 10))
+    assert tc.next_due is None and all(c.stopped is not None for c in tc.clocks)
+    assert tc.clock("first_response").met  # type: ignore[union-attr]
