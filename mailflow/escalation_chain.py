@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mailflow.classify.ruleset import Problem, RulesError
+from mailflow.classify.problems import Problem, RulesError
 from mailflow.classify.yamlsource import LocDict, LocList, YamlProblem, load_located
 from mailflow.slaclock import KINDS, ClockState, TicketClocks, instant_at
 

@@ -18,21 +18,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailflow.businesshours import DAY_NAMES, BusinessCalendar, PublicHolidays, Window, parse_window
-from mailflow.classify.ruleset import Problem
+from mailflow.classify.problems import Collector
 from mailflow.classify.yamlsource import LocDict, LocList
 
 _CALENDAR_KEYS = {"timezone", "hours", "holidays", "24x7"}
-
-
-class Collector:
-    """Problems of one file, as they are found (all are reported together)."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def add(self, line: int, what: str) -> None:
-        self.problems.append(Problem(self.file, line, what))
 
 
 def _days(spec: str) -> list[int]:

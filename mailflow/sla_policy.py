@@ -35,9 +35,11 @@ from zoneinfo import ZoneInfo
 
 from mailflow.businesshours import ALWAYS, BusinessCalendar, window_length
 from mailflow.classify.conditions import AddressSet
-from mailflow.classify.ruleset import Problem, RulesError, _read_lists
+from mailflow.classify.groups import read_groups
+from mailflow.classify.lists import read_lists
+from mailflow.classify.problems import Collector, Problem, RulesError
 from mailflow.classify.yamlsource import LocDict, LocList, YamlProblem, load_located
-from mailflow.sla_calendars import Collector, read_calendar
+from mailflow.sla_calendars import read_calendar
 
 SEVERITIES = (1, 2, 3)
 CATEGORIES = ("technical", "administrative")
@@ -120,16 +122,6 @@ def parse_target(value: Any, cal: BusinessCalendar) -> Target:
     return Target(text, total)
 
 
-def _group_names(rules_dir: Path) -> frozenset[str] | None:
-    """Group names from groups.yaml (its own loader reports its problems)."""
-    try:
-        data = load_located((rules_dir / "groups.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, YamlProblem):
-        return None
-    body = data.get("groups") if isinstance(data, dict) else None
-    return frozenset({"frontline", *(body or {})}) if isinstance(body, dict) else None
-
-
 def load_sla(rules_dir: Path, display: str | None = None, tz: tzinfo | None = None,
              groups: Collection[str] | None = None,
              lists: Mapping[str, AddressSet] | None = None) -> SlaConfig:
@@ -140,9 +132,13 @@ def load_sla(rules_dir: Path, display: str | None = None, tz: tzinfo | None = No
     display = display or str(rules_dir)
     c = Collector(f"{display}/sla.yaml")
     if lists is None:
-        lists = _read_lists(rules_dir, display, [])  # their problems are load_rules'
+        lists = read_lists(rules_dir, display, [])  # their problems are load_rules'
     if groups is None:
-        groups = _group_names(rules_dir)
+        group_problems: list[Problem] = []  # load_groups reports these
+        found = read_groups(rules_dir, display, group_problems)
+        # A group whose definition is broken is not "unknown": check names only when
+        # groups.yaml is sound.
+        groups = None if group_problems else frozenset(found)
     try:
         data = load_located((rules_dir / "sla.yaml").read_text(encoding="utf-8"))
     except FileNotFoundError:
