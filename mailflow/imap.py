@@ -188,7 +188,7 @@ class MailboxWatcher:
         policy = self.imap.backlog
         uids = [int(u) for u in client.search("ALL")]
         newest = max(uids, default=0)
-        count = len(self._unprocessed(client)) if uids else 0
+        count = len(uids)
         backlog = skipped = 0
         if policy == "import" and newest:
             backlog = newest
