@@ -8,6 +8,7 @@ then has one customer reply to the acknowledgment and runs again.
 from __future__ import annotations
 
 import os
+import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -18,6 +19,7 @@ from pathlib import Path
 import click
 
 from mailflow import config as config_mod
+from mailflow import stackctl
 from mailflow.app import build
 from mailflow.daemon import run_once
 from mailflow.mailstack import PASSWORD, MailStack
@@ -55,15 +57,39 @@ def _mail(sender: str, subject: str, body: str, headers: dict[str, str]) -> byte
     return m.as_bytes()
 
 
+def missing_extra() -> str | None:
+    """What a plain ``pip install mailflow`` lacks for the demo, said before anything
+    starts (the SMTP side of the mail stack is aiosmtpd, in the ``demo`` extra)."""
+    try:
+        import aiosmtpd.controller  # noqa: F401
+    except ImportError:
+        return ("mailflow demo needs aiosmtpd for its SMTP server, which is not installed: "
+                "pip install 'mailflow[demo]'")
+    return None
+
+
 def run_demo(directory: Path, keep: bool = False) -> int:
+    """Exit status 0, or 1/2 with one line said; a failure never leaves servers running,
+    and ``keep`` leaves both (Dovecot and SMTP) running only after a full run."""
+    problem = missing_extra()
+    if problem:
+        click.echo(f"mailflow: {problem}", err=True)
+        return 2
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
     db_path = directory / "mailflow.db"
+    if stackctl.stop(directory / "mailstack"):
+        click.echo("== stopped the mail stack a previous `mailflow demo --keep` left running")
     db_path.unlink(missing_ok=True)
     click.echo("== starting a private mail stack (Dovecot + SMTP on loopback)")
     stack = MailStack.create(directory / "mailstack",
                              users=["support@example.test", *CUSTOMERS])
-    stack.start()
+    try:
+        stack.start()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        click.echo(f"mailflow: cannot start the demo mail stack: {_why(exc)}", err=True)
+        return 1
+    kept = False
     try:
         cfg = directory / "mailflow.yaml"
         cfg.write_text(stack.settings_yaml(
@@ -115,12 +141,31 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             app.close()
         click.echo(f"\nInspect: mailflow --config {cfg} tickets show SUP-3")
         if keep:
+            stackctl.keep(stack)
+            kept = True
             click.echo(f"mail stack left running: IMAP 127.0.0.1:{stack.imap_port}, SMTP "
-                       f"127.0.0.1:{stack.smtp_port} (users' password: {PASSWORD})")
+                       f"127.0.0.1:{stack.smtp_port} (users' password: {PASSWORD}); "
+                       f"stop both with: mailflow demo --stop {directory}")
     finally:
-        if not keep:
+        if not kept:
             stack.stop()
     return 0
+
+
+def stop_demo(directory: Path) -> int:
+    """``mailflow demo --stop``: end what ``--keep`` left running in ``directory``."""
+    root = directory.resolve() / "mailstack"
+    if stackctl.stop(root):
+        click.echo(f"stopped the demo mail stack in {root}")
+    else:
+        click.echo(f"no demo mail stack running in {root}")
+    return 0
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"{exc.cmd[0]} exited with status {exc.returncode}"
+    return str(exc)
 
 
 def _show_tickets(app) -> None:  # type: ignore[no-untyped-def]

@@ -298,7 +298,13 @@ class MailStack:
             root=r, tag=r.name, imap_port=self.imap_port, lmtp_port=self.lmtp_port,
             imaps_port=self.imaps_port, ssl=ssl_conf))
         self.start_dovecot()
-        self.start_smtp()
+        try:
+            self.start_smtp()
+        except BaseException:
+            # Never leave a Dovecot behind that nobody will stop (aiosmtpd missing, the
+            # port taken): the caller gets the error and nothing running.
+            self.stop_dovecot()
+            raise
         return self
 
     def _write_users(self) -> None:
@@ -314,6 +320,11 @@ class MailStack:
                            check=True)
         _wait_port(self.imap_port)
         _wait_port(self.lmtp_port)
+        # Dovecot writes master.pid after it listens; stop_dovecot needs it, so a start
+        # that fails right after this point can still stop what it started.
+        deadline = time.monotonic() + 10
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop_dovecot(self) -> None:
         pidfile = self.root / "run" / "master.pid"

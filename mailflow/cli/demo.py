@@ -7,13 +7,20 @@ from pathlib import Path
 
 import click
 
-# -- demo -------------------------------------------------------------------------------------
+from mailflow.cli.base import handles_errors
+
 
 @click.command()
-@click.option("--keep", is_flag=True, help="Leave the mail stack running afterwards.")
+@click.option("--keep", is_flag=True,
+              help="Leave the mail stack (Dovecot and SMTP) running afterwards.")
+@click.option("--stop", "stop", is_flag=True,
+              help="Stop the mail stack a `demo --keep` left running in DIRECTORY.")
 @click.argument("directory", default="demo", type=click.Path(file_okay=False))
-def demo(directory: str, keep: bool) -> None:
+@handles_errors
+def demo(directory: str, keep: bool, stop: bool) -> None:
     """Run the main job on a local mail stack with example customer mail."""
-    from mailflow.demo import run_demo
+    from mailflow.demo import run_demo, stop_demo
 
-    sys.exit(run_demo(Path(directory), keep=keep))
+    if keep and stop:
+        raise click.UsageError("--keep and --stop exclude each other")
+    sys.exit(stop_demo(Path(directory)) if stop else run_demo(Path(directory), keep=keep))
