@@ -21,6 +21,7 @@ does not decide *who* may act (mailflow.authorise does).
 
 from __future__ import annotations
 
+import difflib
 import re
 import textwrap
 from collections.abc import Collection
@@ -29,6 +30,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 
 from mailflow.quoting import split_reply
+from mailflow.rating import Rating, parse_rating
 from mailflow.timewords import TimeProblem, format_when, parse_when
 
 
@@ -117,14 +119,6 @@ class CommandError(_Line):
 
 
 @dataclass(frozen=True)
-class Rating:
-    """A customer's 1-5 satisfaction rating, with the words that came with it."""
-
-    value: int
-    comment: str
-
-
-@dataclass(frozen=True)
 class ParsedReply:
     commands: tuple[Command, ...]
     errors: tuple[CommandError, ...]
@@ -159,7 +153,9 @@ class ParsedReply:
 
 NAMES = ("accept", "eta", "next-update", "status", "refer", "severity", "internal", "cause",
          "prevention", "escalate", "snooze")
-_COMMAND_LINE = re.compile(r"^#([A-Za-z][\w-]*)(?:\s+(.*))?$")
+# "#eta 4h", also "#ETA: 4h"; any "#word" line at the top is a command (a mistyped one
+# is an error, never text relayed to the customer).
+_COMMAND_LINE = re.compile(r"^#([A-Za-z][\w-]*)\s*:?\s*(.*)$")
 _INVISIBLE = str.maketrans({"\xa0": " ", "\u200b": None, "\ufeff": None, "\u2009": " "})
 # Which commands contradict each other in one mail (the later line gets the error).
 _CONFLICTS = {
@@ -228,11 +224,11 @@ def _command(name: str, arg: str, line: int, raw: str, now: datetime, tz: tzinfo
                        f"#status needs one of {', '.join(s.value for s in Status)}")
         return SetStatus(**at, status=Status(value))
     if name == "refer":
-        group, _, reason = arg.partition(" ")
+        group, reason = _first(arg)
         _known_group(group.lower(), groups, "#refer needs a group and a reason")
         return Refer(**at, group=group.lower(), reason=_reason(reason, "#refer GROUP"))
     if name == "severity":
-        level, _, reason = arg.partition(" ")
+        level, reason = _first(arg)
         if level not in ("1", "2", "3"):
             raise _Bad(f"#severity takes 1, 2 or 3 and a reason (got {level!r})" if level
                        else "#severity needs 1, 2 or 3 and a reason")
@@ -242,7 +238,7 @@ def _command(name: str, arg: str, line: int, raw: str, now: datetime, tz: tzinfo
             raise _Bad(f"#{name} needs a text (it is kept for the escalation review)")
         return Cause(**at, text=arg) if name == "cause" else Prevention(**at, text=arg)
     if name == "escalate":
-        first, _, rest = arg.partition(" ")
+        first, rest = _first(arg)
         if first.lower() in groups:
             return Escalate(**at, group=first.lower(), reason=_reason(rest, "#escalate GROUP"))
         return Escalate(**at, group=None, reason=_reason(arg, "#escalate"))
@@ -254,9 +250,13 @@ def _command(name: str, arg: str, line: int, raw: str, now: datetime, tz: tzinfo
     raise _Bad(_unknown(name))
 
 
-def _unknown(name: str) -> str:
-    import difflib
+def _first(arg: str) -> tuple[str, str]:
+    """The first word and the rest (tabs count as spaces)."""
+    parts = arg.split(None, 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (arg.strip(), "")
 
+
+def _unknown(name: str) -> str:
     close = difflib.get_close_matches(name, NAMES, n=1)
     hint = f"did you mean #{close[0]}? " if close else ""
     return f"unknown command #{name} ({hint}known: {', '.join('#' + n for n in NAMES)})"
@@ -308,32 +308,6 @@ def _check_combination(cmd: Command, earlier: list[Command]) -> None:
 
 def _name(cmd: Command) -> str:
     return cmd.written.split()[0].lstrip("#").lower()
-
-
-# A reply that is just a rating: "4", "4 thanks!", "5/5", "3 - ok". Words that say the
-# problem is still there make it a follow-up instead ("2 printers still broken"): a
-# rating does not reopen the ticket, and such a mail must.
-_RATING = re.compile(
-    r"^\s*([1-5])(?:\s*(?:/|out\s+of|of)\s*5)?(?:\s*(?:stars?|points?))?"
-    r"(?=$|[\s!.,:;)\-])[\s!.,:;)\-]*(.*?)\s*$",
-    re.IGNORECASE | re.DOTALL,
-)
-_NOT_A_RATING = re.compile(
-    r"\?|\b(still|again|not|cannot|can't|won't|doesn't|isn't|don't|broken|error|fail\w*|"
-    r"problem|issue|down|help|wrong|but|reopen|nicht|noch|immer)\b",
-    re.IGNORECASE,
-)
-
-
-def parse_rating(text: str) -> Rating | None:
-    """A satisfaction rating when ``text`` is just a number 1-5 with a few words."""
-    m = _RATING.match(text)
-    if not m:
-        return None
-    comment = m.group(2).strip()
-    if len(comment) > 200 or comment.count("\n") > 2 or _NOT_A_RATING.search(comment):
-        return None
-    return Rating(int(m.group(1)), comment)
 
 
 def describe(cmd: Command, tz_name: str = "UTC") -> str:
