@@ -269,6 +269,21 @@ def _default_severities() -> dict[int, SeverityLevel]:
     }
 
 
+class DigestSettings(_Strict):
+    """The daily digest for management (docs/digest.md): when, to whom, its thresholds."""
+
+    # Local time (in ``timezone``) the digest of the previous day is sent; a daemon that
+    # was down then sends it when it is back, once.
+    at: str = Field(default="07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    recipients: list[str] = Field(default_factory=list)
+    # First-contact resolution: not reopened within this long after resolution.
+    fcr_window: Duration = timedelta(days=7)
+    # The escalation ratio is flagged above this share of tickets.
+    escalation_ratio_flag: float = Field(default=0.02, ge=0, le=1)
+    # An escalation this soon after the ticket opened counts as early.
+    early_escalation: Duration = timedelta(hours=4)
+
+
 class Settings(_Strict):
     database: str = "sqlite:///mailflow.db"
     timezone: str = "UTC"
@@ -284,6 +299,7 @@ class Settings(_Strict):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     acknowledgment: AckSettings = Field(default_factory=AckSettings)
     severities: dict[int, SeverityLevel] = Field(default_factory=_default_severities)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
     rules_dir: Path = Path("rules")
     templates_dir: Path = Path("templates")
     # A reply to a ticket closed longer ago than this opens a new, linked ticket.
