@@ -150,6 +150,31 @@ class ParsedReply:
         """The public update for the customer ("" when there is none to relay)."""
         return "" if self.rejected or self.internal else self.public_text
 
+    @property
+    def accepted_without_time(self) -> bool:
+        """``#accept`` with neither ``#eta`` nor ``#next-update``: remind the group."""
+        kinds = {type(c) for c in self.to_apply}
+        return Accept in kinds and not kinds & {Eta, NextUpdate}
+
+    def customer_notice(self) -> str | None:
+        """Which status mail (template kind) the customer gets for this mail, if any.
+
+        One mail per reply, the most telling: a hand-off, then resolution, acceptance,
+        a new expected time, else the relayed text. Nothing when rejected or #internal.
+        """
+        if self.rejected or self.internal:
+            return None
+        kinds = {type(c) for c in self.commands}
+        if Refer in kinds or any(isinstance(c, Escalate) and c.group for c in self.commands):
+            return "status-referred"
+        if any(isinstance(c, SetStatus) and c.status is Status.RESOLVED for c in self.commands):
+            return "status-resolved"
+        if Accept in kinds:
+            return "status-accepted"
+        if Eta in kinds:
+            return "status-eta-changed"
+        return "status-update" if self.public_text else None
+
 
 NAMES = ("accept", "eta", "next-update", "status", "refer", "severity", "internal", "cause",
          "prevention", "escalate", "snooze")

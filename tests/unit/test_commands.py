@@ -267,3 +267,29 @@ def test_no_text_crashes_the_parser(parts: list[str]) -> None:
     for c in r.to_apply:
         for due in (getattr(c, "due", None), getattr(c, "until", None)):
             assert due is None or due > NOW
+
+
+@pytest.mark.parametrize(("body", "notice"), [
+    ("#accept\n#eta 4h\nOn it.", "status-accepted"),
+    ("#refer vendor-acme firmware\nHanded to the vendor.", "status-referred"),
+    ("#escalate management angry\n", "status-referred"),
+    ("#escalate angry, no answer in 3 days\nx", "status-update"),
+    ("#escalate angry, no answer in 3 days\n", None),
+    ("#status resolved\n#cause cert\nFixed.", "status-resolved"),
+    ("#eta tomorrow 12:00\nTakes longer.", "status-eta-changed"),
+    ("#next-update 2h\nStill testing.", "status-update"),
+    ("Just text from tier 2.", "status-update"),
+    ("#cause cert", None),
+    ("#internal\n#status resolved\nnote", None),
+    ("#accept\n#eta yesterday\nOn it.", None),
+])
+def test_customer_notice(body: str, notice: str | None) -> None:
+    assert parse_reply(body, NOW, BERLIN, GROUPS).customer_notice() == notice
+
+
+def test_accepted_without_time() -> None:
+    assert parse_reply("#accept", NOW, BERLIN, GROUPS).accepted_without_time
+    assert not parse_reply("#accept\n#eta 4h", NOW, BERLIN, GROUPS).accepted_without_time
+    assert not parse_reply("#accept\n#next-update 4h", NOW, BERLIN,
+                           GROUPS).accepted_without_time
+    assert not parse_reply("#accept\n#bogus", NOW, BERLIN, GROUPS).accepted_without_time
