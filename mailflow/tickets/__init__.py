@@ -43,6 +43,11 @@ class EventKind(StrEnum):
     MAIL_QUEUED = "mail-queued"
     NOTE = "note"
     QUARANTINED = "quarantined"
+    # An escalation step fired: data {step, chain, clock, episode, actions, late,
+    # age_seconds, reason}. The digest counts escalations, early ones and by reason.
+    ESCALATED = "escalated"
+    # A customer (or person) asked for escalation while no service level was breached.
+    ESCALATION_REQUESTED = "escalation-requested"
 
 
 class Writer(StrEnum):
@@ -58,7 +63,8 @@ class OutboxKind(StrEnum):
     """What a queued mail is: decides suppression, SLA meaning and the digest's counts."""
 
     ACKNOWLEDGMENT = "acknowledgment"
-    STATUS_UPDATE = "status-update"  # to the customer: referred, escalated, updated, resolved
+    STATUS_UPDATE = "status-update"  # to the customer, by a person: relayed, accepted, resolved
+    CUSTOMER_NOTICE = "customer-notice"  # to the customer, automatic: escalated, referred by rule
     REFERRAL = "referral"  # to a tier group
     RELAY = "relay"  # a customer's message forwarded to the group that owns the ticket
     TRANSCRIPT = "command-transcript"  # what a mail command did, to its sender
@@ -68,9 +74,11 @@ class OutboxKind(StrEnum):
 
 # Mail to customers stops after a permanent failure (suppression); mail to tier groups
 # and staff is not ours to suppress that way.
-CUSTOMER_KINDS = frozenset({OutboxKind.ACKNOWLEDGMENT, OutboxKind.STATUS_UPDATE})
+CUSTOMER_KINDS = frozenset({OutboxKind.ACKNOWLEDGMENT, OutboxKind.STATUS_UPDATE,
+                            OutboxKind.CUSTOMER_NOTICE})
 # A mail of these kinds that reached the customer is a *response* for the SLA clocks;
-# an acknowledgment is not.
+# an acknowledgment is not, nor is an automatic notice (an escalation update must not
+# stop the clock it escalates).
 RESPONSE_KINDS = frozenset({OutboxKind.STATUS_UPDATE})
 
 
