@@ -69,6 +69,20 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "received_at": _WHEN,
         "commands": ["#status resolved", "#eta {{ 7*7 }}h"],
     },
+    "escalation-notice": {
+        "subject": _SUBJECT,
+        "role": "reminder to the owner",
+        "step": {"name": "first-response-reminder", "description": "Remind <b>them</b>",
+                 "reason": "first response due 2026-11-25 14:00 CET (target 4h) {{ 7*7 }}",
+                 "late": True, "chain": "technical"},
+        "clock": {"kind": "first response", "due": _WHEN, "target": "4h", "policy": "high"},
+        "owner": _GROUP,
+    },
+    "status-escalated": {"subject": _SUBJECT, "owner": _GROUP, "next_update": _WHEN,
+                         "step": {"name": "first-response-missed", "description": "",
+                                  "reason": "", "late": False, "chain": "technical"},
+                         "clock": {"kind": "first response", "due": _WHEN, "target": "4h",
+                                   "policy": "high"}, "role": "customer"},
 }
 
 

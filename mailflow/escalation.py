@@ -1,0 +1,121 @@
+"""What a due escalation step does to a ticket, as effects: pure.
+
+:func:`mailflow.escalation_chain.due_steps` says which steps are due; this module says
+what each of their actions means for this ticket (a reminder to the owner group, the
+referral to its fallback, mail to a leader or management, a higher severity, a status
+update to the customer) and always records the step as an ``escalated`` event with its
+reason, whether it was late, and the ticket's age (early escalations are a signal for
+the digest). The scheduler applies the effects with the step's row in one transaction,
+so a step fires once per ticket and clock episode, also across restarts and workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailflow.classify.groups import FRONTLINE, GroupsConfig
+from mailflow.escalation_chain import DueStep, EscalationConfig
+from mailflow.linking import TicketFacts
+from mailflow.slaclock import TicketClocks
+from mailflow.tickets import EventKind, OutboxKind
+from mailflow.tickets.effects import Effect, MailRequest, Note, QueueMail, SetSeverity
+from mailflow.tickets.referral import TierPolicy, group_ctx, referable, refer, ticket_ctx
+
+
+@dataclass(frozen=True)
+class StepContext:
+    ticket: TicketFacts
+    created_at: datetime
+    clocks: TicketClocks
+    groups: GroupsConfig
+    config: EscalationConfig
+    tier: TierPolicy
+    now: datetime
+
+
+def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
+    """The effects of one due step. ``token`` is used only by a referral to the fallback
+    (a new referral needs its own unguessable token; the caller makes it)."""
+    t = c.ticket
+    clock = c.clocks.clock(due.key.clock)
+    owner = c.groups.get(t.owner_group) or c.groups.frontline
+    frontline = c.groups.frontline
+    leader = owner.leader or frontline.leader
+    fx: list[Effect] = [Note(
+        t.id, EventKind.ESCALATED,
+        f"escalation step {due.step.name} ({due.key.chain}): {due.reason}",
+        data={"step": due.step.name, "chain": due.key.chain, "clock": due.key.clock,
+              "episode": due.key.episode, "late": due.late,
+              "actions": [str(a) for a in due.step.actions],
+              "age_seconds": int((c.now - c.created_at).total_seconds()),
+              "moment": due.moment.isoformat(), "reason": due.reason})]
+    context: dict[str, Any] = {
+        "subject": t.subject, "ticket": ticket_ctx(t, c.tier),
+        "step": {"name": due.step.name, "description": due.step.description,
+                 "reason": due.reason, "late": due.late, "chain": due.key.chain},
+        "clock": {"kind": due.key.clock.replace("_", " "),
+                  "due": c.tier.when(clock.due) if clock and clock.due else None,
+                  "target": clock.target.text if clock else None,
+                  "policy": clock.policy if clock else None},
+        "owner": group_ctx(owner), "support_address": c.tier.support_address,
+    }
+    key = f"esc:{{ticket}}:{due.key.chain}:{due.step.name}:{due.key.clock}:{due.key.episode}"
+
+    def notice(recipient: str | None, role: str) -> None:
+        if not recipient:
+            return
+        fx.append(QueueMail(MailRequest(
+            kind=OutboxKind.NOTICE, template="escalation-notice", recipient=recipient,
+            ticket=t.id, token=t.reply_token, auto_submitted="auto-generated",
+            dedupe_key=f"{key}:{recipient}", context={**context, "role": role}),
+            summary=f"escalation {due.step.name}: {role} {recipient}"))
+
+    for action in due.step.actions:
+        match action.kind:
+            case "remind-owner":
+                notice(owner.address if owner.name != FRONTLINE else frontline.leader,
+                       "reminder to the owner")
+            case "notify-leader":
+                notice(leader, "leader")
+            case "notify-management":
+                for addr in c.config.management:
+                    notice(addr, "management")
+            case "notify":
+                notice(action.address, "notified")
+            case "raise-severity":
+                if t.severity > 1:
+                    fx.append(SetSeverity(
+                        t.id, t.severity - 1, t.severity,
+                        f"severity {t.severity} -> {t.severity - 1} by escalation step "
+                        f"{due.step.name}", raise_only=True))
+            case "refer-fallback":
+                fallback = c.groups.get(owner.fallback) if owner.fallback else None
+                if fallback is not None and referable(fallback):
+                    fx += refer(t, fallback, f"escalation step {due.step.name}: {due.reason}",
+                                f"escalation {due.step.name}", "mailflow", token, c.now,
+                                c.tier, tell_customer=False).effects
+                elif fallback is not None and fallback.name == FRONTLINE:
+                    notice(frontline.leader, "front line (fallback)")
+            case "customer-update":
+                if t.requester:
+                    fx.append(QueueMail(MailRequest(
+                        kind=OutboxKind.CUSTOMER_NOTICE, template="status-escalated",
+                        recipient=t.requester, ticket=t.id, token=t.reply_token,
+                        auto_submitted="auto-generated",
+                        dedupe_key=f"{key}:customer",
+                        context={**context, "customer": {"name": "", "address": t.requester},
+                                 "next_update": _next_update(c)}),
+                        summary=f"status update: escalated ({due.step.name})"))
+    return fx
+
+
+def _next_update(c: StepContext) -> str | None:
+    """When the customer hears from us next: the next-update clock's due time (or the
+    first response's, if nobody answered yet)."""
+    for kind in ("next_update", "first_response"):
+        clock = c.clocks.clock(kind)
+        if clock is not None and clock.stopped is None and clock.due is not None:
+            return c.tier.when(clock.due)
+    return None
