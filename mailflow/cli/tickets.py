@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import func, select
 
 from mailflow.cli.base import EXIT_CONFIG, _iso, _open_db, fail, handles_errors
-from mailflow.config import Settings
+from mailflow.cli.tables import Col, emit_json, local_time, print_table
+from mailflow.clock import SystemClock
+from mailflow.config import Settings, parse_duration
 from mailflow.store.models import (
     OutboxRow,
     QuarantinedMessage,
@@ -17,9 +21,12 @@ from mailflow.store.models import (
     Ticket,
     TicketEvent,
 )
-from mailflow.tickets import OPEN_STATUSES, parse_ref, ref
+from mailflow.tickets import OPEN_STATUSES, Status, parse_ref, ref
 
-# -- tickets ------------------------------------------------------------------------------
+
+def _parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
 
 def _ticket_dict(settings: Settings, t: Ticket) -> dict[str, Any]:
     return {
@@ -37,32 +44,75 @@ def tickets() -> None:
     """List and inspect tickets."""
 
 
+STATUS_STYLES = {"open": "green", "referred": "cyan", "waiting": "yellow",
+                 "resolved": "dim", "closed": "dim"}
+TICKET_COLUMNS = [Col("Ticket", "ref", style="bold"), Col("Status", "status"),
+                  Col("Sev", "severity", justify="right"), Col("Category", "category", 14),
+                  Col("Owner", "owner_group", 14), Col("Requester", "requester", 32),
+                  Col("Updated", "updated"), Col("Subject", "subject", 60)]
+
+
+def since_cutoff(text: str, now: datetime, tz: ZoneInfo) -> datetime:
+    """``--since``: a duration back from now (``7d``, ``4h``) or a date or date and time
+    in the configured zone (``2026-11-01``, ``2026-11-01T08:00``)."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("a duration such as 7d or 4h, or a date such as "
+                                 f"2026-11-01 (got {text!r})", param_hint="--since") from None
+    return when if when.tzinfo else when.replace(tzinfo=tz)
+
+
 @tickets.command("list")
 @click.option("--open", "only_open", is_flag=True, help="Only tickets not resolved or closed.")
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              type=click.Choice([s.value for s in Status]), help="Only this status "
+              "(repeat for several).")
+@click.option("--owner", help="Only tickets owned by this tier group ('-' for none).")
+@click.option("--severity", "severities", multiple=True, type=click.IntRange(1, 3),
+              help="Only this severity (repeat for several).")
+@click.option("--requester", help="Only tickets from this address, or from @domain.")
+@click.option("--since", help="Only tickets opened since: 7d, 4h or 2026-11-01.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=200, show_default=True)
 @click.pass_context
 @handles_errors
-def tickets_list(ctx: click.Context, only_open: bool, as_json: bool, limit: int) -> None:
+def tickets_list(ctx: click.Context, only_open: bool, statuses: tuple[str, ...],
+                 owner: str | None, severities: tuple[int, ...], requester: str | None,
+                 since: str | None, as_json: bool, limit: int) -> None:
     """List tickets, newest first."""
     settings, sessions = _open_db(ctx)
+    q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if only_open:
+        q = q.where(Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
+    if statuses:
+        q = q.where(Ticket.status.in_(statuses))
+    if owner is not None:
+        q = q.where(Ticket.owner_group.is_(None) if owner in ("-", "none")
+                    else Ticket.owner_group == owner)
+    if severities:
+        q = q.where(Ticket.severity.in_(severities))
+    if requester:
+        who = requester.strip().lower()
+        q = q.where(func.lower(Ticket.requester).like(f"%{who}") if who.startswith("@")
+                    else func.lower(Ticket.requester) == who)
+    if since:
+        q = q.where(Ticket.created_at >= since_cutoff(since, SystemClock().now(),
+                                                      settings.tz))
     with sessions() as s:
-        q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
-        if only_open:
-            q = q.where(Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
         rows = s.scalars(q).all()
         quarantined = s.scalar(select(func.count()).select_from(QuarantinedMessage)
                                .where(QuarantinedMessage.released_at.is_(None))) or 0
     if as_json:
-        click.echo(json.dumps({"tickets": [_ticket_dict(settings, t) for t in rows],
-                               "quarantined": quarantined}, indent=2))
+        emit_json([_ticket_dict(settings, t) for t in rows], quarantined=quarantined)
         return
-    if not rows:
-        click.echo("no tickets")
-    for t in rows:
-        click.echo(f"{ref(settings.ticket_prefix, t.id):<10} {t.status:<9} sev {t.severity} "
-                   f"{t.category:<14} {t.owner_group or '-':<12} {t.requester:<30} "
-                   f"{t.subject[:60]}")
+    print_table(TICKET_COLUMNS,
+                [{**_ticket_dict(settings, t), "updated": local_time(t.updated_at, settings.tz)}
+                 for t in rows], "no tickets", STATUS_STYLES)
     if quarantined:
         click.echo(f"\n{quarantined} message(s) in quarantine: `mailflow quarantine list`")
 
@@ -115,12 +165,14 @@ def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     click.echo(f"  requester {t.requester}; participants {', '.join(data['participants'])}")
     click.echo("\nMessages:")
     for m in data["messages"]:
-        click.echo(f"  [{m['received_at']}] {m['direction']} {m['from']}: {m['subject']}")
+        at = local_time(_parse_iso(m["received_at"]), settings.tz, seconds=True)
+        click.echo(f"  [{at}] {m['direction']} {m['from']}: {m['subject']}")
         for line in (m["text"] or "").splitlines()[:20]:
             click.echo(f"      {line}")
     click.echo("\nEvents:")
     for e in data["events"]:
-        click.echo(f"  {e['at']}  {e['kind']:<18} {e['actor']:<28} {e['summary']}")
+        at = local_time(_parse_iso(e["at"]), settings.tz, seconds=True)
+        click.echo(f"  {at}  {e['kind']:<18} {e['actor']:<28} {e['summary']}")
     if data["outbox"]:
         click.echo("\nMail:")
         for o in data["outbox"]:
