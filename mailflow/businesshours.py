@@ -30,6 +30,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Searching further than this for open time means the calendar has (practically) none.
 _MAX_SEARCH_DAYS = 3 * 366
 _MAX_PIECE = timedelta(days=7)
+_MEMO_DAYS = 4096
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -105,6 +106,10 @@ class BusinessCalendar:
     always_open: bool = False
     # Length of one "d" in durations for this calendar: the longest open day.
     business_day: timedelta = field(default=timedelta(0))
+    # Memo of each day's open periods in UTC: the same few days are converted again and
+    # again (every clock of every due ticket), and zoneinfo conversions dominate.
+    _days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if len(self.weekly) != 7:
@@ -165,16 +170,21 @@ def _utc(day: date, t: time, tz: tzinfo) -> datetime:
     return datetime.combine(day, t, tzinfo=tz).astimezone(UTC)
 
 
-def _day_intervals(cal: BusinessCalendar, day: date) -> list[tuple[datetime, datetime]]:
-    if cal.holiday_name(day):
-        return []
+def _day_intervals(cal: BusinessCalendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    found = cal._days.get(day)
+    if found is not None:
+        return found
     out = []
-    for w in cal.weekly[day.weekday()]:
-        a = _utc(day, w.start, cal.tz)
-        b = _utc(day + timedelta(days=1) if w.overnight else day, w.end, cal.tz)
-        if b > a:
-            out.append((a, b))
-    return sorted(out)
+    if not cal.holiday_name(day):
+        for w in cal.weekly[day.weekday()]:
+            a = _utc(day, w.start, cal.tz)
+            b = _utc(day + timedelta(days=1) if w.overnight else day, w.end, cal.tz)
+            if b > a:
+                out.append((a, b))
+    if len(cal._days) >= _MEMO_DAYS:
+        cal._days.clear()
+    cal._days[day] = result = tuple(sorted(out))
+    return result
 
 
 def _merged(cal: BusinessCalendar, day: date) -> Iterator[tuple[datetime, datetime]]:

@@ -145,18 +145,32 @@ def held(tc: TicketClocks, now: datetime) -> str | None:
     return None
 
 
-def _candidates(config: EscalationConfig, tc: TicketClocks,
-                fired: Collection[StepKey]) -> list[tuple[datetime, int, StepKey, Step,
-                                                          ClockState]]:
+def _candidates(config: EscalationConfig, tc: TicketClocks, fired: Collection[StepKey],
+                now: datetime, due_now: bool) -> list[tuple[datetime, int, StepKey, Step,
+                                                              ClockState]]:
+    """Unfired steps of running clocks with their moments, in order: with ``due_now``
+    those due at ``now``, else the first one of each clock still to come (or due)."""
+    # A clock measured at ``now`` says by its consumed time alone whether a step's moment
+    # has passed, so only the moments that matter are walked out in the calendar.
+    exact = tc.evaluated_at == now
     out = []
-    steps = config.chains.get(tc.category, ())
-    for index, step in enumerate(steps):
+    later: dict[str, tuple[timedelta, int, StepKey, Step, ClockState]] = {}
+    for index, step in enumerate(config.chains.get(tc.category, ())):
         clock = tc.clock(step.clock)
         if clock is None or clock.stopped is not None:
             continue
         key = StepKey(tc.category, step.name, clock.kind, clock.episode)
         if key in fired:
             continue
+        amount = step.at.amount(clock.target.business)
+        if exact and amount > clock.consumed:
+            if not due_now and (step.clock not in later or amount < later[step.clock][0]):
+                later[step.clock] = (amount, index, key, step, clock)
+            continue
+        moment = step_moment(step, clock)
+        if moment is not None and (not due_now or moment <= now):
+            out.append((moment, index, key, step, clock))
+    for _amount, index, key, step, clock in later.values():
         moment = step_moment(step, clock)
         if moment is not None:
             out.append((moment, index, key, step, clock))
@@ -166,14 +180,13 @@ def _candidates(config: EscalationConfig, tc: TicketClocks,
 def due_steps(config: EscalationConfig, tc: TicketClocks, fired: Collection[StepKey],
               now: datetime) -> list[DueStep]:
     """The steps of the ticket's chain (by category) that are due at ``now`` and not in
-    ``fired``, in the order they became due. Empty while a guard holds (``held``)."""
+    ``fired``, in the order they became due. Empty while a guard holds (``held``).
+    ``tc`` is best computed for the same ``now`` (it is then cheaper)."""
     if held(tc, now) is not None:
         return []
     snooze_end = tc.last_snooze[1] if tc.last_snooze else None
     out = []
-    for moment, _i, key, step, clock in _candidates(config, tc, fired):
-        if moment > now:
-            break
+    for moment, _i, key, step, clock in _candidates(config, tc, fired, now, True):
         # It could not fire before its clock got its target, nor while snoozed.
         could_fire = max(moment, clock.targeted_at)
         if snooze_end is not None and tc.last_snooze and tc.last_snooze[0] <= could_fire \
@@ -197,7 +210,7 @@ def next_step_time(config: EscalationConfig, tc: TicketClocks, fired: Collection
     waiting on the customer: a new fact will wake it)."""
     if tc.resolved or tc.waiting:
         return None
-    found = _candidates(config, tc, fired)
+    found = _candidates(config, tc, fired, now, False)
     if not found:
         return None
     first = max(found[0][0], now)

@@ -82,6 +82,8 @@ class ClockState:
     stopped: datetime | None
     state: str  # running | paused | met | breached
     targeted_at: datetime  # start, or the reclassification that gave the current target
+    # Business time of each segment, so that instant_at skips whole segments.
+    segment_business: tuple[timedelta, ...] = ()
 
     @property
     def met(self) -> bool:
@@ -110,6 +112,7 @@ class TicketClocks:
     last_snooze: tuple[datetime, datetime] | None  # (from, until), past ones too
     reclassified: tuple[tuple[datetime, str], ...]  # (when, policy name) after opening
     next_due: datetime | None  # earliest due of a running clock (past: overdue)
+    evaluated_at: datetime | None = None  # the ``now`` these states are for
 
     @property
     def waiting(self) -> bool:
@@ -146,7 +149,13 @@ def instant_at(clock: ClockState, amount: timedelta) -> datetime | None:
     if amount <= timedelta(0):
         return clock.started
     left = amount
-    spans: list[Span] = [*clock.segments]
+    first = 0
+    if len(clock.segment_business) == len(clock.segments):
+        # Skip whole segments that end before the moment, without walking the calendar.
+        while first < len(clock.segments) and clock.segment_business[first] < left:
+            left -= clock.segment_business[first]
+            first += 1
+    spans: list[Span] = [*clock.segments[first:]]
     if clock.open_from is not None:
         spans.append((clock.open_from, None))
     for a, b in spans:
@@ -215,7 +224,7 @@ def ticket_clocks(history: Sequence[Fact], sla: SlaConfig, now: datetime,
     running = [c.due for c in clocks if c.stopped is None and c.due is not None]
     return TicketClocks(sev, cat, owner, opened.customer, policy, t.status, tuple(clocks),
                         t.snoozed_until, t.last_snooze, tuple(reclassified),
-                        min(running, default=None))
+                        min(running, default=None), now)
 
 
 def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
@@ -279,13 +288,14 @@ def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
     if cursor < end:
         segments.append((cursor, end))
     cal = policy.calendar
-    consumed = sum((business_time_between(cal, a, b) for a, b in segments), timedelta(0))
+    per_segment = tuple(business_time_between(cal, a, b) for a, b in segments)
+    consumed = sum(per_segment, timedelta(0))
     paused = sum((business_time_between(cal, a, b) for a, b in inside), timedelta(0))
     open_from = None if paused_now else end
     probe = ClockState(kind, episode, start, target, policy.name, cal,
                        tuple((a, b) for a, b in pauses if (b is None or b > start) and a < end),
                        paused, tuple(segments), open_from, consumed, None, stop, "running",
-                       max(start, retarget) if retarget else start)
+                       max(start, retarget) if retarget else start, per_segment)
     # A stopped clock runs on from its stop here (open_from), so its due is where the
     # target would have fallen had it kept running: "due 12:30, met at 10:05".
     due = instant_at(probe, target.business)
@@ -297,7 +307,7 @@ def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
         state = "paused" if paused_now else "running"
     return ClockState(kind, episode, start, target, policy.name, cal, probe.pauses, paused,
                       tuple(segments), None if stop is not None else open_from, consumed, due,
-                      stop, state, probe.targeted_at)
+                      stop, state, probe.targeted_at, per_segment)
 
 
 def _first_response(t: _Timeline, policy: Policy, now: datetime,

@@ -245,3 +245,17 @@ def test_missing_chain_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "escalation.yaml").unlink()
     with pytest.raises(RulesError, match="file not found"):
         load_escalation(tmp_path)
+
+
+def test_clocks_measured_at_another_time_give_the_same_steps(sla: SlaConfig,
+                                                             chains: EscalationConfig) -> None:
+    # due_steps takes a shortcut when the clocks were measured at the same ``now``.
+    from dataclasses import replace
+
+    facts = (Responded(at(2026, 3, 9, 9, 30)),)
+    for hours in range(0, 80, 3):
+        now = at(2026, 3, 6, 15) + timedelta(hours=hours)
+        tc = clocks(sla, now, *facts)
+        other = replace(tc, evaluated_at=None)
+        assert due_steps(chains, tc, (), now) == due_steps(chains, other, (), now), hours
+        assert next_step_time(chains, tc, (), now) == next_step_time(chains, other, (), now)

@@ -243,3 +243,18 @@ def test_resolved_unanswered_stops_every_clock(sla: SlaConfig) -> None:
     tc = ticket_clocks(h, sla, at(2026, 3, 9, 10))
     assert tc.next_due is None and all(c.stopped is not None for c in tc.clocks)
     assert tc.clock("first_response").met  # type: ignore[union-attr]
+
+
+def test_instant_at_skipping_segments_agrees_with_walking_them(sla: SlaConfig) -> None:
+    from dataclasses import replace
+
+    h = [opened(at(2026, 3, 2, 9), 3)]
+    for day in (2, 3, 4):
+        h += [StatusChanged(at(2026, 3, day, 11), "waiting-on-customer"),
+              CustomerWrote(at(2026, 3, day, 14))]
+    clock = ticket_clocks(h, sla, at(2026, 3, 5, 10)).clock("resolution")
+    assert clock is not None and len(clock.segments) == 4
+    walked = replace(clock, segment_business=())
+    for minutes in range(0, 60 * 60, 17):
+        amount = timedelta(minutes=minutes)
+        assert instant_at(clock, amount) == instant_at(walked, amount), minutes
