@@ -184,7 +184,7 @@ def database_problem(exc: BaseException, url: str) -> str | None:
 def file_problem(exc: BaseException) -> str | None:
     """An unreadable file (a rule file with the wrong owner, a missing template)."""
     if isinstance(exc, OSError) and exc.filename and not isinstance(exc, ssl.SSLError):
-        return f"cannot read {exc.filename}: {exc.strerror or exc}"
+        return f"{exc.filename}: {exc.strerror or exc}"
     return None
 
 

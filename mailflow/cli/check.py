@@ -14,7 +14,7 @@ import click
 
 from mailflow import preflight
 from mailflow.classify import RulesError, load_rules
-from mailflow.cli.base import EXIT_CONFIG, EXIT_RUNTIME, _settings
+from mailflow.cli.base import EXIT_CONFIG, EXIT_RUNTIME, _settings, handles_errors
 from mailflow.cli.init import check_templates
 from mailflow.compose import Composer
 from mailflow.explain import file_problem
@@ -24,6 +24,7 @@ from mailflow.explain import file_problem
 @click.option("--connect", is_flag=True,
               help="Also log in to IMAP (selecting each folder) and SMTP (EHLO, login).")
 @click.pass_context
+@handles_errors
 def check(ctx: click.Context, connect: bool) -> None:
     """Validate configuration, rule files, templates, credentials and the database;
     report every problem. Exit 2 for configuration problems, 1 for the rest."""

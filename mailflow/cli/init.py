@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mailflow.cli.base import EXIT_CONFIG, fail
+from mailflow.cli.base import EXIT_CONFIG, fail, handles_errors
 from mailflow.compose import SAMPLE_CONTEXT, Composer, TemplateProblem
 from mailflow.resources import default_rules_dir, default_templates_dir
 
@@ -48,6 +48,7 @@ templates_dir: templates
 
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
+@handles_errors
 def init(directory: str) -> None:
     """Write a starter mailflow.yaml, rules/ and templates/ into DIRECTORY."""
     target = Path(directory)

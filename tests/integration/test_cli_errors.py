@@ -76,7 +76,7 @@ def test_unreadable_rule_file(tmp_path: Path) -> None:
     assert runner.invoke(main, ["--config", str(cfg), "db", "upgrade"]).exit_code == 0
     res = runner.invoke(main, ["--config", str(cfg), "run", "--once"])
     assert res.exit_code in (1, 2)
-    assert f"cannot read {rules / 'broken.yaml'}: No such file or directory" in _one_line(res)
+    assert f"mailflow: {rules / 'broken.yaml'}: No such file or directory" == _one_line(res)
     verbose = runner.invoke(main, ["-vv", "--config", str(cfg), "run", "--once"])
     assert "Traceback" in verbose.output
 

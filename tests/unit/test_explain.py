@@ -105,5 +105,5 @@ def test_database_errors_hide_the_password() -> None:
 
 def test_unreadable_file() -> None:
     exc = PermissionError(13, "Permission denied", "/etc/mailflow/rules/a.yaml")
-    assert file_problem(exc) == "cannot read /etc/mailflow/rules/a.yaml: Permission denied"
+    assert file_problem(exc) == "/etc/mailflow/rules/a.yaml: Permission denied"
     assert file_problem(ValueError()) is None
