@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mailflow.businesshours import BusinessCalendar, business_time_between, open_intervals
-from mailflow.sla_policy import Policy, SlaConfig, Target
+from mailflow.sla_policy import Policy, SlaConfig, Target, parse_target
 from mailflow.slafacts import (
     RESOLVED,
     WAITING,
@@ -356,14 +356,16 @@ def _tier_accept(t: _Timeline, policy: Policy, severity: int, now: datetime,
     start = ref.at.astimezone(UTC)
     stop = next((a.at.astimezone(UTC) for a in t.accepts
                  if a.group == ref.group and a.at.astimezone(UTC) >= start), None)
-    target = Target(_show(within), within)
+    # groups.yaml durations are 24-hour days ("accept: 1d"); read as written in the
+    # ticket's calendar, a day is a working day there, as sla.yaml's days are.
+    target = parse_target(_show(within), policy.calendar)
     return _clock("tier_accept", len(t.referrals) - 1, start, stop, (), target, policy, now,
                   retarget)
 
 
 def _show(td: timedelta) -> str:
     seconds = int(td.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"

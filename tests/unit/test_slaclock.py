@@ -258,3 +258,16 @@ def test_instant_at_skipping_segments_agrees_with_walking_them(sla: SlaConfig) -
     for minutes in range(0, 60 * 60, 17):
         amount = timedelta(minutes=minutes)
         assert instant_at(clock, amount) == instant_at(walked, amount), minutes
+
+
+def test_group_objectives_in_days_are_working_days(sla: SlaConfig) -> None:
+    # groups.yaml "accept: 1d" is 24h as parsed; in the office calendar it means one
+    # working day (10h), as "1d" does in sla.yaml. Hours stay hours.
+    h = [opened(at(2026, 3, 2, 9)), Referred(at(2026, 3, 2, 9), "tier2")]
+    now = at(2026, 3, 2, 10)
+    day = ticket_clocks(h, sla, now, {"tier2": {2: 24 * H}}).clock("tier_accept")
+    assert day is not None and day.target.text == "1d" and day.due == at(2026, 3, 3, 9)
+    week = ticket_clocks(h, sla, now, {"tier2": {2: 7 * 24 * H}}).clock("tier_accept")
+    assert week is not None and week.due == at(2026, 3, 9, 9)
+    hours = ticket_clocks(h, sla, now, {"tier2": {2: 36 * H}}).clock("tier_accept")
+    assert hours is not None and hours.target.business == 36 * H
