@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mailflow.businesshours import BusinessCalendar, business_time_between, open_intervals
+from mailflow.classify.groups import Group
 from mailflow.sla_policy import Policy, SlaConfig, Target, parse_target
 from mailflow.slafacts import (
     RESOLVED,
@@ -56,8 +57,8 @@ from mailflow.slafacts import (
 __all__ = [
     "KINDS", "RESOLVED", "WAITING", "Accepted", "CategoryChanged", "ClockState",
     "CustomerWrote", "Fact", "Opened", "OwnerChanged", "Referred", "Responded",
-    "SeverityChanged", "Snoozed", "Span", "StatusChanged", "TicketClocks", "instant_at",
-    "promised_first_response", "ticket_clocks",
+    "SeverityChanged", "Snoozed", "Span", "StatusChanged", "TicketClocks",
+    "accept_objectives", "instant_at", "promised_first_response", "ticket_clocks",
 ]
 
 KINDS = ("first_response", "next_update", "resolution", "tier_accept")
@@ -134,6 +135,12 @@ class TicketClocks:
 
     def clock(self, kind: str) -> ClockState | None:
         return next((c for c in self.clocks if c.kind == kind), None)
+
+
+def accept_objectives(groups: Mapping[str, Group]) -> dict[str, dict[int, timedelta]]:
+    """``ticket_clocks``' ``accept_within`` from groups.yaml (``GroupsConfig.groups``)."""
+    return {name: {sev: o.accept for sev, o in g.objectives.items()}
+            for name, g in groups.items() if g.objectives}
 
 
 def promised_first_response(sla: SlaConfig, opened: Opened) -> datetime | None:

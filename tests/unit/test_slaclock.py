@@ -271,3 +271,11 @@ def test_group_objectives_in_days_are_working_days(sla: SlaConfig) -> None:
     assert week is not None and week.due == at(2026, 3, 9, 9)
     hours = ticket_clocks(h, sla, now, {"tier2": {2: 36 * H}}).clock("tier_accept")
     assert hours is not None and hours.target.business == 36 * H
+
+
+def test_accept_objectives_from_the_shipped_groups() -> None:
+    from mailflow.classify import load_groups
+    from mailflow.slaclock import accept_objectives
+
+    objectives = accept_objectives(load_groups(Path(__file__).parents[2] / "rules").groups)
+    assert objectives["tier2"][1] == 30 * M and objectives["vendor-acme"][3] == 48 * H
