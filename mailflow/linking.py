@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -76,6 +76,20 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReferralFacts:
+    """One referral of a ticket to a tier group (``mailflow.store.models.Referral``)."""
+
+    id: int | None  # None: made earlier in the same batch, not stored yet
+    group: str
+    token: str
+    active: bool = True  # not ended by a later referral: its token may act
+    accepted_at: datetime | None = None
+    eta: datetime | None = None
+    next_update_due: datetime | None = None
+    external_ref: str | None = None
+
+
+@dataclass(frozen=True)
 class TicketFacts:
     id: int
     status: str
@@ -84,6 +98,24 @@ class TicketFacts:
     participants: frozenset[str]
     severity: int = 3
     owner_group: str | None = None
+    # For mail about the ticket (status updates, referrals): who asked, and what about.
+    requester: str = ""
+    subject: str = ""
+    category: str = ""
+    referrals: tuple[ReferralFacts, ...] = ()
+    # Outbox dedupe keys already used on the ticket ("once per ticket" notices).
+    sent_keys: frozenset[str] = frozenset()
+
+    @property
+    def referral(self) -> ReferralFacts | None:
+        """The referral the ticket is with now, if any."""
+        return next((r for r in reversed(self.referrals) if r.active), None)
+
+    def referral_by_token(self, token: str) -> ReferralFacts | None:
+        for r in self.referrals:
+            if secrets.compare_digest(r.token, token):
+                return r
+        return None
 
 
 @dataclass(frozen=True)
@@ -111,6 +143,11 @@ class LinkDecision:
     ticket_id: int | None
     reason: str
     linked_to: int | None = None
+    # The mail carries a token of ours: "ticket" (the ticket's own) or "referral".
+    token: str | None = None
+    # With a referral token: the group it was made for, and whether it is still current.
+    group: str | None = None
+    token_current: bool = False
 
 
 def candidate_ticket_ids(msg: Incoming, policy: LinkPolicy) -> set[int]:
@@ -145,7 +182,31 @@ def _valid_token(facts: LinkFacts, found: tuple[int, str] | None) -> int | None:
     return t.id if t and secrets.compare_digest(t.reply_token, found[1]) else None
 
 
-def _continue(ticket: TicketFacts, how: str, now: datetime, policy: LinkPolicy) -> LinkDecision:
+@dataclass(frozen=True)
+class _Token:
+    ticket: TicketFacts
+    kind: str  # "ticket" | "referral"
+    referral: ReferralFacts | None = None
+
+
+def _token(facts: LinkFacts, found: tuple[int, str] | None) -> _Token | None:
+    """The ticket's own token, or one of its referrals' (old ones too: they thread)."""
+    if not found:
+        return None
+    t = facts.tickets.get(found[0])
+    if t is None:
+        return None
+    if secrets.compare_digest(t.reply_token, found[1]):
+        return _Token(t, "ticket")
+    r = t.referral_by_token(found[1])
+    return _Token(t, "referral", r) if r is not None else None
+
+
+def _continue(ticket: TicketFacts, how: str, now: datetime, policy: LinkPolicy,
+              tok: _Token | None = None) -> LinkDecision:
+    r = tok.referral if tok is not None else None
+    if r is not None:
+        how = f"{how} (referral to {r.group}{'' if r.active else ', ended'})"
     if ticket.status == "closed":
         if ticket.closed_at and now - ticket.closed_at > policy.reopen_window:
             return LinkDecision(
@@ -154,10 +215,15 @@ def _continue(ticket: TicketFacts, how: str, now: datetime, policy: LinkPolicy) 
                 f"{how}, but it was closed more than the reopen window ago",
                 linked_to=ticket.id,
             )
-        return LinkDecision(Action.REOPEN, ticket.id, f"{how}; the ticket was closed")
-    if ticket.status == "resolved":
-        return LinkDecision(Action.REOPEN, ticket.id, f"{how}; the ticket was resolved")
-    return LinkDecision(Action.JOIN, ticket.id, how)
+        d = LinkDecision(Action.REOPEN, ticket.id, f"{how}; the ticket was closed")
+    elif ticket.status == "resolved":
+        d = LinkDecision(Action.REOPEN, ticket.id, f"{how}; the ticket was resolved")
+    else:
+        d = LinkDecision(Action.JOIN, ticket.id, how)
+    if tok is None:
+        return d
+    return replace(d, token=tok.kind, group=r.group if r else None,
+                   token_current=r.active if r else True)
 
 
 def decide(msg: Incoming, facts: LinkFacts, policy: LinkPolicy, now: datetime) -> LinkDecision:
@@ -173,14 +239,14 @@ def decide(msg: Incoming, facts: LinkFacts, policy: LinkPolicy, now: datetime) -
 
     # 1. Our reply token, in the address the customer replied to or our Message-IDs.
     for addr in msg.recipients:
-        tid = _valid_token(facts, token_in_address(addr, policy.support_address))
-        if tid is not None:
-            return _continue(facts.tickets[tid], f"reply token in address {addr}", now, policy)
+        tok = _token(facts, token_in_address(addr, policy.support_address))
+        if tok is not None:
+            return _continue(tok.ticket, f"reply token in address {addr}", now, policy, tok)
     for mid in _referenced(msg):
-        tid = _valid_token(facts, token_in_message_id(mid))
-        if tid is not None:
-            return _continue(facts.tickets[tid], "reply token in a referenced Message-ID", now,
-                             policy)
+        tok = _token(facts, token_in_message_id(mid))
+        if tok is not None:
+            return _continue(tok.ticket, "reply token in a referenced Message-ID", now,
+                             policy, tok)
 
     # 2. In-Reply-To / References naming a message we stored or sent.
     for mid in _referenced(msg):

@@ -17,13 +17,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from mailflow.linking import LinkFacts, LinkPolicy, TicketFacts, candidate_ticket_ids
+from mailflow.linking import (
+    LinkFacts,
+    LinkPolicy,
+    ReferralFacts,
+    TicketFacts,
+    candidate_ticket_ids,
+)
 from mailflow.parse import Incoming
 from mailflow.store.db import chunks
 from mailflow.store.models import (
     OutboxRow,
     Participant,
     QuarantinedMessage,
+    Referral,
     StoredMessage,
     Suppression,
     Ticket,
@@ -47,15 +54,20 @@ def known_keys(s: Session, keys: list[str]) -> set[str]:
 
 
 def ticket_facts(s: Session, ids: Iterable[int], lock: bool = True) -> dict[int, TicketFacts]:
+    """The candidate tickets with their participants, referrals and used outbox keys:
+    four indexed queries per 500 tickets, none per message."""
     out: dict[int, TicketFacts] = {}
     ordered = sorted(set(ids))
     if not ordered:
         return out
     parts: dict[int, set[str]] = {}
+    refs: dict[int, list[ReferralFacts]] = {}
+    keys: dict[int, set[str]] = {}
     locking = lock and _pg(s)
     for chunk in chunks(ordered):
         q = (select(Ticket.id, Ticket.status, Ticket.reply_token, Ticket.closed_at,
-                    Ticket.severity, Ticket.owner_group)
+                    Ticket.severity, Ticket.owner_group, Ticket.requester, Ticket.subject,
+                    Ticket.category)
              .where(Ticket.id.in_(chunk)).order_by(Ticket.id))
         if locking:
             q = q.with_for_update(of=Ticket)
@@ -63,9 +75,20 @@ def ticket_facts(s: Session, ids: Iterable[int], lock: bool = True) -> dict[int,
         for tid, addr in s.execute(select(Participant.ticket_id, Participant.address)
                                    .where(Participant.ticket_id.in_(chunk))):
             parts.setdefault(tid, set()).add(addr)
+        for r in s.scalars(select(Referral).where(Referral.ticket_id.in_(chunk))
+                           .order_by(Referral.id)):
+            refs.setdefault(r.ticket_id, []).append(ReferralFacts(
+                r.id, r.group, r.token, r.ended_at is None, r.accepted_at, r.eta,
+                r.next_update_due, r.external_ref))
+        for tid, key in s.execute(select(OutboxRow.ticket_id, OutboxRow.dedupe_key)
+                                  .where(OutboxRow.ticket_id.in_(chunk),
+                                         OutboxRow.dedupe_key.is_not(None))):
+            keys.setdefault(tid, set()).add(key)
         for t in rows:
             out[t.id] = TicketFacts(t.id, t.status, t.reply_token, t.closed_at,
-                                    frozenset(parts.get(t.id, ())), t.severity, t.owner_group)
+                                    frozenset(parts.get(t.id, ())), t.severity, t.owner_group,
+                                    t.requester, t.subject, t.category,
+                                    tuple(refs.get(t.id, ())), frozenset(keys.get(t.id, ())))
     return out
 
 

@@ -91,6 +91,9 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the scheduler must look at the ticket next (a clock or escalation step due);
+    # set to "now" by every change, so the clocks are recomputed. None: nothing pending.
+    next_due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="ticket", cascade="all, delete-orphan"
@@ -257,3 +260,61 @@ class QuarantinedMessage(Base):
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[datetime]
     released_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Referral(Base):
+    """A ticket sent to a tier group: ownership follows it, its token lets the group act.
+
+    One row per referral, never rewritten into another: a ticket referred on to a
+    vendor ends the earlier referral (``ended_at``) and gets a new row with a new
+    token, so a reply to an old referral mail still threads but can no longer act.
+    """
+
+    __tablename__ = "referrals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    group: Mapped[str] = mapped_column(String(100))
+    # In the Reply-To and Message-ID of the referral mail: unguessable, per referral.
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    eta: Mapped[datetime | None] = mapped_column(default=None)
+    next_update_due: Mapped[datetime | None] = mapped_column(default=None)
+    # The group's own case number (groups.yaml external_ref), once a reply names it.
+    external_ref: Mapped[str | None] = mapped_column(String(200), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TicketClock(Base):
+    """A ticket's SLA clocks as the scheduler last computed them (from the event trail):
+    what ``tickets list --overdue`` and the digest's compliance figures read."""
+
+    __tablename__ = "ticket_clocks"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    episode: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[int] = mapped_column(SmallInteger)
+    owner_group: Mapped[str | None] = mapped_column(String(100), default=None)
+    started_at: Mapped[datetime]
+    due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    state: Mapped[str] = mapped_column(String(12))  # running | paused | met | breached
+    paused_seconds: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EscalationStep(Base):
+    """An escalation step that fired: once per ticket, step and clock episode."""
+
+    __tablename__ = "escalation_steps"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    chain: Mapped[str] = mapped_column(String(40), primary_key=True)
+    step: Mapped[str] = mapped_column(String(100), primary_key=True)
+    clock: Mapped[str] = mapped_column(String(20), primary_key=True)
+    episode: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fired_at: Mapped[datetime]
+    late: Mapped[bool] = mapped_column(default=False)

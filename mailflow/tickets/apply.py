@@ -33,6 +33,7 @@ from mailflow.store.models import (
     Ticket,
     TicketEvent,
 )
+from mailflow.subjects import clean_subject
 from mailflow.tickets import (
     CUSTOMER_KINDS,
     RESPONSE_KINDS,
@@ -45,6 +46,7 @@ from mailflow.tickets import (
     ref,
 )
 from mailflow.tickets.effects import (
+    AcceptReferral,
     AddMessage,
     Effect,
     MailFailed,
@@ -54,13 +56,18 @@ from mailflow.tickets.effects import (
     OpenTicket,
     Quarantine,
     QueueMail,
+    RecordCaseRef,
+    RecordRating,
+    Refer,
     Reopen,
+    SetEta,
     SetOwner,
     SetSeverity,
     SetStatus,
     SkipAck,
     SuppressAddress,
 )
+from mailflow.tickets.referral_rows import ReferralWrites, history
 
 _T = Ticket.__table__
 _O = OutboxRow.__table__
@@ -72,6 +79,7 @@ class ApplyContext:
     support_address: str
     domain: str
     prefix: str
+    tz_name: str = "UTC"  # times in a referral's history are shown in it
 
 
 @dataclass
@@ -104,6 +112,7 @@ class _Writer:
         self.quarantine: list[dict[str, Any]] = []
         self.suppress: dict[str, str] = {}
         self.outbox_updates: list[dict[str, Any]] = []
+        self.refs = ReferralWrites()
 
     # -- collect ------------------------------------------------------------------------
     def run(self, effects: Iterable[Effect]) -> Applied:
@@ -117,6 +126,7 @@ class _Writer:
             return self.new[ticket]
         cols = self.columns.setdefault(ticket, {})
         cols["updated_at"] = self.now
+        cols["next_due_at"] = self.now  # the scheduler recomputes its clocks
         return cols
 
     def _event(self, ticket: int, kind: EventKind, summary: str, actor: str,
@@ -186,6 +196,7 @@ class _Writer:
                                 server_answer=e.answer[:200])
                     if e.kind in RESPONSE_KINDS:
                         self.responded.setdefault(e.ticket, self.now)
+                        self._cols(e.ticket)  # a response stops a clock: recompute
             case MailFailed():
                 self.outbox_updates.append({
                     "oid": e.outbox_id, "status": str(OutboxStatus.FAILED),
@@ -196,11 +207,20 @@ class _Writer:
                     self._event(e.ticket, EventKind.DELIVERY_FAILED,
                                 f"{e.kind} to {e.recipient}: {e.reason}", "mailflow",
                                 outbox_id=e.outbox_id, recipient=e.recipient)
+            case Refer() | AcceptReferral() | SetEta() | RecordCaseRef():
+                self._referral(e)
+            case RecordRating():
+                self._event(e.ticket, EventKind.NOTE, f"rated {e.value} of 5"
+                            + (f": {e.comment}" if e.comment else ""), e.actor, e.at,
+                            what="rating", value=e.value, comment=e.comment)
             case MailRetry():
                 self.outbox_updates.append({
                     "oid": e.outbox_id, "status": str(OutboxStatus.PENDING),
                     "lease_until": None, "last_error": e.reason[:2000],
                     "next_attempt_at": e.next_attempt_at})
+
+    def _referral(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef) -> None:
+        self.refs.collect(e, self.now, self._event)
 
     def _open(self, e: OpenTicket) -> None:
         self.new[e.key] = {
@@ -209,6 +229,7 @@ class _Writer:
             "tags": list(e.tags), "reply_token": e.reply_token, "linked_ticket_id": e.linked_to,
             "rules_version": e.rules_version, "reopen_count": 0, "created_at": e.created_at,
             "updated_at": self.now, "last_customer_at": e.created_at,
+            "next_due_at": self.now,
         }
         self.participants[e.key] = e.participants
         self.tokens[e.key] = e.reply_token
@@ -293,6 +314,7 @@ class _Writer:
                     .where(StoredMessage.dedupe_key.in_(chunk))))
             att_rows = [dict(a, message_pk=pk_of[k]) for k, atts in with_atts for a in atts]
             insert_many(s, Attachment, att_rows)
+        self.refs.write(s, fix, self.now)
         if self.outbox:
             insert_many(s, OutboxRow, [self._outbox_row(q, row, fix) for q, row in self.outbox])
             out.queued = len(self.outbox)
@@ -372,7 +394,18 @@ class _Writer:
             row["dedupe_key"] = r.dedupe_key.replace("{ticket}", str(tid))
         ctx = row["context"]
         if tid is not None:
-            ctx["ticket"] = {**ctx.get("ticket", {}), "ref": ref(self.ctx.prefix, tid)}
+            tref = ref(self.ctx.prefix, tid)
+            ctx["ticket"] = {**ctx.get("ticket", {}), "ref": tref}
             if token:
                 ctx["reply_address"] = reply_address(self.ctx.support_address, tid, token)
+            if "subject" in ctx:
+                # One tag, ours, and no pile of Re: (the customer may have quoted others).
+                ctx["subject"] = clean_subject(str(ctx["subject"] or ""), self.ctx.prefix,
+                                               tref, reply=r.kind != OutboxKind.REFERRAL)
+            if r.kind == OutboxKind.REFERRAL and tid > 0 and "history" not in ctx:
+                history(self.s, tid, ctx, self.ctx.tz_name)
+        attach = list(dict.fromkeys([*r.attach, *ctx.get("attach_messages", [])]))
+        if attach:
+            ctx["attach_messages"] = attach
         return row
+

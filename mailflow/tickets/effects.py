@@ -119,6 +119,10 @@ class MailRequest:
     # At most one such row ever: "{ticket}" is replaced by the ticket's id.
     dedupe_key: str | None = None
     mail_from: str | None = None  # default: the support address
+    # Stored messages (by dedupe key) to attach as message/rfc822 (a referral carries
+    # the customer's originals). For a referral to a stored ticket, apply adds the
+    # ticket's customer messages and its history itself.
+    attach: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,63 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Refer:
+    """A referral to a tier group: a row with its own token; earlier referrals of the
+    ticket end (their tokens still thread, but can no longer act). Owner and status
+    change by their own effects, so each leaves its event."""
+
+    ticket: int
+    group: str
+    token: str
+    reason: str
+    actor: str = SYSTEM
+    at: datetime | None = None  # default: the apply time
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptReferral:
+    ticket: int
+    token: str  # which referral (unique)
+    group: str
+    actor: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetEta:
+    """A group's expected resolution and/or its next update at the latest."""
+
+    ticket: int
+    token: str
+    group: str
+    actor: str
+    eta: datetime | None = None
+    next_update: datetime | None = None
+    previous_eta: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCaseRef:
+    """The group's own case number, first seen in its reply (groups.yaml external_ref)."""
+
+    ticket: int
+    token: str
+    group: str
+    case_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRating:
+    """A customer's 1-5 satisfaction rating; the ticket stays resolved."""
+
+    ticket: int
+    value: int
+    comment: str
+    actor: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MailSent:
     """The server took an outbox row (250): it is sent; a response starts no clock again."""
 
@@ -195,7 +256,8 @@ class MailRetry:
 
 
 Effect = (OpenTicket | AddMessage | Reopen | SetSeverity | SetStatus | SetOwner | QueueMail
-          | SkipAck | SuppressAddress | Quarantine | Note | MailSent | MailFailed | MailRetry)
+          | SkipAck | SuppressAddress | Quarantine | Note | MailSent | MailFailed | MailRetry
+          | Refer | AcceptReferral | SetEta | RecordCaseRef | RecordRating)
 
 
 def describe(e: Effect) -> str:
@@ -227,6 +289,16 @@ def describe(e: Effect) -> str:
             return f"quarantine uid {e.fetched.uid}: {e.reason}"
         case Note():
             return f"event {e.kind} on ticket {e.ticket}: {e.summary}"
+        case Refer():
+            return f"refer ticket {e.ticket} to {e.group}: {e.reason}"
+        case AcceptReferral():
+            return f"{e.group} accepts ticket {e.ticket}"
+        case SetEta():
+            return f"ticket {e.ticket}: eta {e.eta}, next update {e.next_update} ({e.group})"
+        case RecordCaseRef():
+            return f"ticket {e.ticket}: {e.group}'s case number {e.case_ref}"
+        case RecordRating():
+            return f"ticket {e.ticket} rated {e.value}"
         case MailSent():
             return f"outbox {e.outbox_id} sent to {e.recipient}"
         case MailFailed():
