@@ -30,7 +30,7 @@ import contextlib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +193,19 @@ def due_steps(config: EscalationConfig, tc: TicketClocks, fired: Collection[Step
                 < snooze_end:
             could_fire = snooze_end
         late = now - could_fire > config.late_after
-        reason = (f"{clock.kind.replace('_', ' ')} due {clock.due:%Y-%m-%d %H:%M %Z} "
+        zone = clock.calendar.tz
+        reason = (f"{clock.kind.replace('_', ' ')} due {_when(clock.due, zone)} "
                   f"(target {clock.target.text}, policy {clock.policy}); step at "
                   f"{step.at.text}" if clock.due is not None else
                   f"{clock.kind.replace('_', ' ')} step at {step.at.text}")
         if late:
-            reason += f"; late: was due {moment:%Y-%m-%d %H:%M %Z}"
+            reason += f"; late: was due {_when(moment, zone)}"
         out.append(DueStep(key, step, moment, late, reason))
     return out
+
+
+def _when(at: datetime, zone: tzinfo) -> str:
+    return f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}"
 
 
 def next_step_time(config: EscalationConfig, tc: TicketClocks, fired: Collection[StepKey],

@@ -104,8 +104,8 @@ def test_offsets_in_business_time_around_the_due_time(sla: SlaConfig,
     assert due[0].late and not due[1].late  # missed at 09:00 and nobody fired it until 11:00
     assert [str(a) for a in due[1].step.actions] == ["refer-fallback", "raise-severity",
                                                      "notify lead@example.test"]
-    assert "first response due 2026-03-09 08:00 UTC" in due[0].reason
-    assert "late: was due" in due[0].reason
+    assert "first response due 2026-03-09 09:00 CET (target 4h, policy p2)" in due[0].reason
+    assert "late: was due 2026-03-09 09:00 CET" in due[0].reason
 
 
 def test_each_step_once_per_clock_episode(sla: SlaConfig, chains: EscalationConfig) -> None:
