@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import exc as sa_exc
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.classify import RuleSet
 from mailflow.config import Settings
+from mailflow.groupsholder import GroupsHolder
 from mailflow.linking import LinkPolicy
 from mailflow.prepare import Fetched, Prepared, prepare_batch, prepare_one, raw_key
 from mailflow.store import facts as store_facts
@@ -75,6 +76,7 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
         severities={n: SeverityPromise(level.label, human_duration(level.first_response))
                     for n, level in settings.severities.items()},
         max_attachment_size=settings.max_attachment_size,
+        tz=settings.tz,
     )
 
 
@@ -84,10 +86,12 @@ class Ingestor:
         self.sessions = sessions
         self.own = settings.all_own_addresses()
         self.policy = ingest_policy(settings)
+        self.groups = GroupsHolder(settings.rules_path)
 
     def apply_context(self, now: datetime) -> ApplyContext:
         st = self.settings
-        return ApplyContext(now, st.support_address, st.domain, st.ticket_prefix)
+        return ApplyContext(now, st.support_address, st.domain, st.ticket_prefix,
+                            getattr(st.tz, "key", None) or "UTC")
 
     # -- entry points ----------------------------------------------------------------
     def ingest(self, mailbox: str, uidvalidity: int, batch: Sequence[Fetched],
@@ -105,7 +109,8 @@ class Ingestor:
         """The decisions for a batch against the store as it is (nothing written)."""
         msgs = [p.msg for p in prepared if p.msg is not None]
         facts = store_facts.gather(s, [p.key for p in prepared], msgs, self.policy.link, now)
-        return decide_batch(prepared, facts, self.policy, source, now)
+        policy = replace(self.policy, groups=self.groups.refresh())
+        return decide_batch(prepared, facts, policy, source, now)
 
     def commit(self, mailbox: str, uidvalidity: int, prepared: Sequence[Prepared],
                now: datetime, backlog_until_uid: int = 0) -> BatchResult:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 
+from mailflow.authorise import Writer as Author
 from mailflow.autoresponse import is_own
 from mailflow.classify import Classification
+from mailflow.classify.groups import GroupsConfig, frontline_only
+from mailflow.commands import parse_rating
 from mailflow.linking import (
     Action,
     LinkDecision,
@@ -40,10 +43,22 @@ from mailflow.tickets.effects import (
     OpenTicket,
     Quarantine,
     QueueMail,
+    RecordRating,
     Reopen,
     SetSeverity,
+    SetStatus,
     SkipAck,
     SuppressAddress,
+)
+from mailflow.tickets.referral import (
+    TierPolicy,
+    author_of,
+    refer,
+    referable,
+    refused,
+    relay,
+    tier_reply,
+    writer_for,
 )
 
 # RFC 5321 caps a path at 256 octets: a longer "address" can receive no mail and is no
@@ -68,6 +83,10 @@ class IngestPolicy:
     max_attachment_size: int
     # Staff addresses and their role (front line, tier group members).
     staff: Mapping[str, Writer] = field(default_factory=dict)
+    # The tier groups of the rule set in force (referrals, who may act) and the help
+    # desk's time zone (mail commands' times, times shown in mail).
+    groups: GroupsConfig = field(default_factory=frontline_only)
+    tz: tzinfo = UTC
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,8 @@ class _Batch:
         self.ack_counts: Counter[str] = Counter(facts.ack_counts)
         self.suppressed: dict[str, str] = dict(facts.suppressed)
         self.next_key = -1
+        self.tier = TierPolicy(policy.support_address, policy.groups, policy.tz,
+                               {n: s.label for n, s in policy.severities.items()})
 
     def run(self, prepared: Sequence[Prepared]) -> list[MessageDecision]:
         out: list[MessageDecision] = []
@@ -193,7 +214,8 @@ class _Batch:
             rules=tuple(cls.matched), rules_version=cls.version, message_id=msg.message_id))
         self.tickets[key] = TicketFacts(key, str(Status.OPEN), token, None,
                                         frozenset(participants), cls.severity,
-                                        cls.owner_group)
+                                        cls.owner_group, msg.from_addr, msg.subject,
+                                        cls.category)
         if msg.message_id:
             self.message_ids[msg.message_id] = key
         if d.linked_to is not None:
@@ -203,7 +225,22 @@ class _Batch:
             fx.append(Note(key, EventKind.INVALID_SENDER,
                            f"sender address {msg.from_addr!r} is not valid; no mail will be "
                            "sent to it", at=received))
-        fx.append(self._ack(key, token, p, msg, cls))
+        ack = self._ack(key, token, p, msg, cls)
+        fx.append(ack)
+        group = self.policy.groups.get(cls.owner_group)
+        if referable(group):
+            assert group is not None
+            rules = ", ".join(cls.matched) or "(defaults)"
+            r = refer(self.tickets[key], group,
+                      f"classified {cls.category}, severity {cls.severity}", f"rules {rules}",
+                      "mailflow", self.new_token(), received, self.tier,
+                      history=[{"when": self.tier.when(received) or "",
+                                "who": f"{msg.from_name} <{msg.from_addr}>" if msg.from_name
+                                else msg.from_addr, "text": msg.new_text[:4000]}],
+                      attach=(msg.dedupe_key,), customer_name=msg.from_name,
+                      tell_customer=isinstance(ack, QueueMail) and msg.from_valid)
+            fx += r.effects
+            self.tickets[key] = r.ticket
         return key
 
     def _join(self, p: Prepared, msg: Incoming, d: LinkDecision, received: datetime,
@@ -212,10 +249,28 @@ class _Batch:
         assert tid is not None
         t = self.tickets[tid]
         actor = msg.from_addr or "(unknown sender)"
+        author = author_of(msg, t, d, self.policy.groups)
+        if author is not None and (author.role != "customer" or d.token == "referral"):
+            self._staff_reply(p, msg, d, t, author, received, fx)
+            return
+        rating = (parse_rating(msg.new_text) if d.action == Action.REOPEN
+                  and t.status == Status.RESOLVED else None)
+        if rating is not None:
+            # A rating answers the resolution mail: recorded, and the ticket stays resolved.
+            fx.append(RecordRating(tid, rating.value, rating.comment, actor, received))
+            self._store(tid, p, msg, "ticket", Writer.CUSTOMER, fx)
+            if msg.message_id:
+                self.message_ids.setdefault(msg.message_id, tid)
+            return
         if d.action == Action.REOPEN:
             fx.append(Reopen(tid, received, d.reason, actor))
-            t = TicketFacts(t.id, str(Status.OPEN), t.reply_token, None, t.participants,
-                            t.severity, t.owner_group)
+            t = replace(t, status=str(Status.OPEN), closed_at=None)
+            self.tickets[tid] = t
+        elif t.status == Status.WAITING:
+            # The customer answered: the wait on them (and the SLA pause) ends.
+            back = Status.REFERRED if t.referral else Status.OPEN
+            fx.append(SetStatus(tid, back, "the customer wrote", actor, previous=t.status))
+            t = replace(t, status=str(back))
             self.tickets[tid] = t
         writer = writer_of(msg.from_addr, t, self.policy)
         fx.append(Note(tid, EventKind.CUSTOMER_MESSAGE, d.reason, actor, received,
@@ -224,6 +279,8 @@ class _Batch:
         # A reply to this reply, later in the same batch, threads here too.
         if msg.message_id:
             self.message_ids.setdefault(msg.message_id, tid)
+        if not p.suppress:
+            fx += relay(t, msg, self.tier)
         # Re-classify: severity may rise with new information, never drop silently.
         cls = _classification(p)
         if cls.severity < t.severity:
@@ -232,8 +289,24 @@ class _Batch:
                 f"severity {t.severity} -> {cls.severity} by rules "
                 f"{', '.join(cls.matched) or '(defaults)'}",
                 rules=tuple(cls.matched), rules_version=cls.version))
-            self.tickets[tid] = TicketFacts(t.id, t.status, t.reply_token, t.closed_at,
-                                            t.participants, cls.severity, t.owner_group)
+            self.tickets[tid] = replace(t, severity=cls.severity)
+
+    def _staff_reply(self, p: Prepared, msg: Incoming, d: LinkDecision, t: TicketFacts,
+                     author: Author, received: datetime, fx: list[Effect]) -> None:
+        """A tier group's or staff's reply (or a mail that claims to be one)."""
+        tid = t.id
+        self._store(tid, p, msg, "ticket", writer_for(author), fx)
+        if msg.message_id:
+            self.message_ids.setdefault(msg.message_id, tid)
+        if author.may_act and p.suppress:
+            more = [Note(tid, EventKind.NOTE, f"automatic mail from {author.address} "
+                         f"({p.suppress}): not acted on", author.address, received)]
+        elif author.may_act:
+            more, t = tier_reply(t, author, msg, d, received, self.tier, self.new_token)
+        else:
+            more, t = refused(t, author, msg, received, self.tier)
+        fx += more
+        self.tickets[tid] = t
 
     def _ack(self, tid: int, token: str, p: Prepared, msg: Incoming,
              cls: Classification) -> Effect:

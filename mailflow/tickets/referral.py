@@ -1,0 +1,241 @@
+"""Referrals to tier groups and what a group's reply does: pure, over ticket facts.
+
+Kept out of :mod:`mailflow.tickets.decide` (which threads and stores every message)
+because this is the help desk's escalation practice in code: who has the ticket now,
+what the customer is told, and what a tier group's mail commands may change. Every
+function here returns effects; :func:`mailflow.tickets.apply.apply` writes them.
+
+The customer hears from us only (the single point of contact): a referral, an
+acceptance with its ETA, a public update, a changed ETA and the resolution each become
+one STATUS_UPDATE from the support address carrying the ticket's own token, so the
+customer's answer threads back as the customer's. The group's mail carries the
+*referral's* token, so its answers thread back as the group's, and a token of an
+ended referral or a customer's forwarded copy cannot act (mailflow.authorise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from mailflow.authorise import Role, authorise
+from mailflow.authorise import Writer as Author
+from mailflow.classify.groups import FRONTLINE, Group, GroupsConfig, frontline_only
+from mailflow.linking import LinkDecision, ReferralFacts, TicketFacts
+from mailflow.parse import Incoming
+from mailflow.tickets import EventKind, OutboxKind, Status, Writer
+from mailflow.tickets.effects import (
+    Effect,
+    MailRequest,
+    Note,
+    QueueMail,
+    Refer,
+    SetOwner,
+    SetStatus,
+)
+from mailflow.timewords import format_when
+
+
+@dataclass(frozen=True)
+class TierPolicy:
+    """What the tier decisions depend on: the groups (from the rule set in force), the
+    help desk's time zone (commands' times, times shown in mail) and severity names."""
+
+    support_address: str
+    groups: GroupsConfig = field(default_factory=frontline_only)
+    tz: tzinfo = UTC
+    severity_labels: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def tz_name(self) -> str:
+        return getattr(self.tz, "key", None) or str(self.tz)
+
+    def when(self, at: datetime | None) -> str | None:
+        return format_when(at, self.tz_name) if at is not None else None
+
+
+def referable(group: Group | None) -> bool:
+    """A group that referrals are mailed to: a tier group with an address."""
+    return group is not None and group.name != FRONTLINE and bool(group.address)
+
+
+# -- contexts ------------------------------------------------------------------------
+
+def group_ctx(g: Group) -> dict[str, Any]:
+    return {"name": g.name, "description": g.description or g.name, "address": g.address,
+            "leader": g.leader}
+
+
+def ticket_ctx(t: TicketFacts, p: TierPolicy) -> dict[str, Any]:
+    return {"subject": t.subject, "severity": t.severity,
+            "severity_label": p.severity_labels.get(t.severity, str(t.severity)),
+            "category": t.category, "owner_group": t.owner_group, "status": t.status}
+
+
+def _human(td: timedelta) -> str:
+    from mailflow.tickets.decide import human_duration
+
+    return human_duration(td)
+
+
+def customer_mail(t: TicketFacts, p: TierPolicy, template: str, summary: str,
+                  **ctx: Any) -> list[Effect]:
+    """One status update to the ticket's customer, with the ticket's own token."""
+    if not t.requester:
+        return []
+    return [QueueMail(MailRequest(
+        kind=OutboxKind.STATUS_UPDATE, template=template, recipient=t.requester,
+        ticket=t.id, token=t.reply_token, auto_submitted="auto-generated",
+        context={"subject": t.subject, "ticket": ticket_ctx(t, p),
+                 "customer": {"name": "", "address": t.requester},
+                 "support_address": p.support_address, **ctx}), summary=summary)]
+
+
+# -- referral ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Referred:
+    effects: list[Effect]
+    ticket: TicketFacts  # as it is after the referral, for later decisions in the batch
+
+
+def refer(t: TicketFacts, group: Group, reason: str, by: str, actor: str, token: str,
+          now: datetime, p: TierPolicy, *, history: list[dict[str, str]] | None = None,
+          attach: tuple[str, ...] = (), customer_name: str = "",
+          tell_customer: bool = True) -> Referred:
+    """Refer ``t`` to ``group``: a referral row with ``token``, owner and status, the
+    referral mail to the group and the status update to the customer.
+
+    ``by`` says who or what referred ("rule database", "tom@..."), ``reason`` why.
+    For a ticket not stored yet, ``history``/``attach`` come from the caller; for a
+    stored one, apply reads them (None)."""
+    assert group.address, "only groups with an address take referrals"
+    fx: list[Effect] = [Refer(t.id, group.name, token, reason, actor, now)]
+    why = f"referred to {group.name} by {by}: {reason}"
+    if t.owner_group != group.name:
+        fx.append(SetOwner(t.id, group.name, why, actor, previous=t.owner_group))
+    if t.status != Status.REFERRED:
+        fx.append(SetStatus(t.id, Status.REFERRED, why, actor, previous=t.status))
+    obj = group.objectives_for(t.severity)
+    ctx: dict[str, Any] = {
+        "subject": t.subject, "ticket": ticket_ctx(t, p), "group": group_ctx(group),
+        "customer": {"name": customer_name, "address": t.requester},
+        "support_address": p.support_address,
+        "referral": {
+            "by": by, "reason": reason,
+            "objectives": {"accept": _human(obj.accept), "update": _human(obj.update),
+                           "resolve": _human(obj.resolve)} if obj else None,
+            "accept_due": p.when(now + obj.accept) if obj else None,
+            "resolve_due": p.when(now + obj.resolve) if obj else None,
+        },
+    }
+    if history is not None:
+        ctx["history"] = history
+    fx.append(QueueMail(MailRequest(
+        kind=OutboxKind.REFERRAL, template="referral", recipient=group.address, ticket=t.id,
+        token=token, auto_submitted="auto-generated", context=ctx, attach=attach),
+        summary=f"referral to {group.name} <{group.address}>"))
+    after = replace(t, status=str(Status.REFERRED), owner_group=group.name, referrals=(
+        *(replace(r, active=False) for r in t.referrals),
+        ReferralFacts(None, group.name, token)))
+    if tell_customer:
+        fx += customer_mail(after, p, "status-referred",
+                            f"status update: referred to {group.name}",
+                            group=group_ctx(group),
+                            next_update=p.when(now + obj.update) if obj else None)
+    return Referred(fx, after)
+
+
+def back_to_frontline(t: TicketFacts, reason: str, actor: str) -> Referred:
+    """``#refer frontline``: the help desk has it again (no referral mail)."""
+    fx: list[Effect] = []
+    if t.owner_group != FRONTLINE:
+        fx.append(SetOwner(t.id, FRONTLINE, f"back to the front line: {reason}", actor,
+                           previous=t.owner_group))
+    if t.status == Status.REFERRED:
+        fx.append(SetStatus(t.id, Status.OPEN, f"back to the front line: {reason}", actor,
+                            previous=t.status))
+    return Referred(fx, replace(t, owner_group=FRONTLINE, status=str(
+        Status.OPEN if t.status == Status.REFERRED else t.status)))
+
+
+# -- who wrote a reply ---------------------------------------------------------------
+
+def author_of(msg: Incoming, t: TicketFacts, d: LinkDecision,
+              groups: GroupsConfig) -> Author | None:
+    """Who wrote a reply into ``t`` and whether its commands may act; None for plain
+    customer mail (no referral token, not staff): that takes the customer's path
+    without the cost of parsing for commands."""
+    sender = msg.from_addr
+    staff = bool(groups.groups_of(sender))
+    if d.token == "referral":
+        group, valid = d.group, d.token_current
+    elif d.token == "ticket":
+        group, valid = FRONTLINE, True
+    else:
+        group, valid = (t.referral.group if t.referral else None), False
+    if not staff and d.token != "referral":
+        return None
+    case_valid = False
+    g = groups.get(group)
+    ref = t.referral
+    if g is not None and ref is not None and ref.group == g.name and ref.external_ref:
+        case_valid = g.case_number(f"{msg.subject}\n{msg.new_text}") == ref.external_ref
+    return authorise(sender, valid, group, groups, customers=t.participants,
+                     case_ref_valid=case_valid)
+
+
+def writer_for(a: Author) -> Writer:
+    return {Role.TIER: Writer.TIER, Role.FRONTLINE: Writer.FRONTLINE,
+            Role.CUSTOMER: Writer.CUSTOMER}.get(a.role, Writer.UNKNOWN)
+
+
+def refused(t: TicketFacts, a: Author, msg: Incoming, received: datetime,
+            p: TierPolicy) -> tuple[list[Effect], TicketFacts]:
+    """A mail that may not act: a Note with the reason, and the leader told once."""
+    fx: list[Effect] = [Note(t.id, EventKind.NOTE, f"commands not allowed: {a.why}",
+                             a.address or "(unknown sender)", received,
+                             {"what": "refused", "sender": a.address, "group": a.group})]
+    key = f"forged:{t.id}"
+    if a.notify and key not in t.sent_keys:
+        g = p.groups.get(t.referral.group if t.referral else a.group) or p.groups.frontline
+        lines = [ln.strip() for ln in msg.new_text.split("\n") if ln.strip().startswith("#")]
+        fx.append(QueueMail(MailRequest(
+            kind=OutboxKind.NOTICE, template="forged-command-notice", recipient=a.notify,
+            ticket=t.id, dedupe_key="forged:{ticket}", auto_submitted="auto-generated",
+            context={"subject": t.subject, "ticket": ticket_ctx(t, p), "group": group_ctx(g),
+                     "writer": {"address": a.address, "why": a.why},
+                     "received_at": p.when(received), "commands": lines[:20]}),
+            summary=f"refused commands: notice to {a.notify}"))
+        t = replace(t, sent_keys=t.sent_keys | {key})
+    return fx, t
+
+
+# -- a tier group's (or front-line staff's) reply -------------------------------------
+
+def tier_reply(t: TicketFacts, a: Author, msg: Incoming, d: LinkDecision, received: datetime,
+               p: TierPolicy, new_token: Callable[[], str]) -> tuple[list[Effect], TicketFacts]:
+    """The effects of a reply whose writer may act (``a.may_act``)."""
+    from mailflow.tickets.tier_commands import Commands
+
+    return Commands(t, a, msg, d, received, p, new_token).run()
+
+
+
+def relay(t: TicketFacts, msg: Incoming, p: TierPolicy) -> list[Effect]:
+    """A customer's mail on a referred ticket goes on to the group that has it, with
+    the referral's token, so the group's answer threads back as the group's."""
+    ref = t.referral
+    group = p.groups.get(ref.group) if ref else None
+    if ref is None or group is None or not group.address or t.owner_group != ref.group:
+        return []
+    return [QueueMail(MailRequest(
+        kind=OutboxKind.RELAY, template="relay", recipient=group.address, ticket=t.id,
+        token=ref.token, auto_submitted="auto-generated",
+        context={"subject": t.subject, "ticket": ticket_ctx(t, p), "group": group_ctx(group),
+                 "customer": {"name": msg.from_name, "address": msg.from_addr},
+                 "message": {"text": msg.new_text, "subject": msg.subject}},
+        attach=(msg.dedupe_key,)),
+        summary=f"customer's message relayed to {group.name}")]
