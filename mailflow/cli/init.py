@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from mailflow.cli.base import EXIT_CONFIG, fail, handles_errors
-from mailflow.compose import SAMPLE_CONTEXT, Composer, TemplateProblem
+from mailflow.compose import Composer, TemplateProblem
 from mailflow.resources import default_rules_dir, default_templates_dir
+from mailflow.template_samples import sample_context
 
 # -- init / check ------------------------------------------------------------------------
 
@@ -71,7 +72,7 @@ def check_templates(composer: Composer) -> list[str]:
     problems = []
     for name in composer.names():
         try:
-            composer.render(name, SAMPLE_CONTEXT)
+            composer.render(name, sample_context(name))
         except TemplateProblem as exc:
             problems.append(str(exc))
     return problems
