@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, tzinfo
 
 from mailflow.classify import RuleSet
+from mailflow.lifeline import die_with
 from mailflow.prepare import Fetched, Prepared, prepare_batch
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class PreparePool:
                 if method == "forkserver":
                     ctx.set_forkserver_preload(["mailflow.ingest"])
                 self._executor = ProcessPoolExecutor(self.processes, mp_context=ctx,
-                                                     initializer=_worker_init)
+                                                     initializer=_worker_init,
+                                                     initargs=(os.getpid(),))
                 log.info("started %d parse worker process(es) (%s)", self.processes, method)
             return self._executor
 
@@ -153,7 +155,9 @@ class _Done(Future):  # type: ignore[type-arg]
 
 
 # -- in the worker process -------------------------------------------------------------
-def _worker_init() -> None:
+def _worker_init(daemon_pid: int) -> None:
+    # A worker never outlives the daemon, even a SIGKILLed one (mailflow.lifeline).
+    die_with(daemon_pid)
     # Ctrl-C in a terminal reaches the whole process group: let the daemon alone decide
     # how to stop (it finishes the batch in hand), instead of the worker dying under it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
