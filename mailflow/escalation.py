@@ -21,7 +21,7 @@ from mailflow.linking import TicketFacts
 from mailflow.slaclock import TicketClocks
 from mailflow.tickets import EventKind, OutboxKind
 from mailflow.tickets.effects import Effect, MailRequest, Note, QueueMail, SetSeverity
-from mailflow.tickets.referral import TierPolicy, group_ctx, referable, refer, ticket_ctx
+from mailflow.tickets.referral import TierPolicy, group_ctx, refer, referable, ticket_ctx
 
 
 @dataclass(frozen=True)

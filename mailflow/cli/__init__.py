@@ -30,6 +30,7 @@ from mailflow.cli.outbox import outbox
 from mailflow.cli.quarantine import quarantine
 from mailflow.cli.rules import rules
 from mailflow.cli.run import run
+from mailflow.cli.sla import sla
 from mailflow.cli.tickets import tickets
 
 __all__ = ["EXIT_CONFIG", "EXIT_RUNTIME", "_iso", "_open_db", "_settings", "fail",
@@ -51,7 +52,7 @@ def main(ctx: click.Context, config: str | None, verbose: int) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo):
+for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo, sla):
     main.add_command(_command)
 for _command in EXPORT_COMMANDS:
     main.add_command(_command)

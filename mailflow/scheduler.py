@@ -1,0 +1,258 @@
+"""The escalation scheduler: wakes at the next due time, never scans every ticket.
+
+Each ticket stores the next time anything about it is due (``tickets.next_due_at``,
+indexed). The one writer sets it to *now* whenever it changes a ticket (a new message,
+a status, a referral), meaning "look at me again"; the scheduler then computes the
+ticket's clocks from its event trail (:mod:`mailflow.sla_history`,
+:mod:`mailflow.slaclock`), stores them (``ticket_clocks``, read by ``tickets list
+--overdue`` and the digest), fires the escalation steps that are due
+(:mod:`mailflow.escalation_chain`, :mod:`mailflow.escalation`) and sets the next due
+time. A tick costs one indexed range query plus work for the tickets actually due.
+
+Exactly once: the due tickets are claimed with ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (two schedulers never take the same ticket), and each fired step is a row
+of ``escalation_steps`` (primary key: ticket, chain, step, clock, episode) written in
+the same transaction as the step's effects. A crash before the commit fires nothing;
+after it, the row says the step is done. After downtime, due steps fire in order, each
+once; a step whose moment passed long ago is recorded as late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow.classify.groups import GroupsConfig, load_groups
+from mailflow.classify.problems import RulesError
+from mailflow.config import Settings
+from mailflow.escalation import StepContext, step_effects
+from mailflow.escalation_chain import EscalationConfig, StepKey, due_steps, load_escalation
+from mailflow.linking import new_token
+from mailflow.sla_history import CLOCK_EVENTS, EventRow, facts_of
+from mailflow.sla_policy import SlaConfig, load_sla
+from mailflow.slaclock import Opened, TicketClocks, ticket_clocks
+from mailflow.store.db import chunks, insert_ignore, insert_many, transaction
+from mailflow.store.facts import ticket_facts
+from mailflow.store.models import (
+    EscalationStep,
+    OutboxRow,
+    Ticket,
+    TicketClock,
+    TicketEvent,
+)
+from mailflow.tickets.apply import ApplyContext, apply
+from mailflow.tickets.effects import Effect, Refer, SetSeverity
+from mailflow.tickets.referral import TierPolicy
+
+log = logging.getLogger(__name__)
+
+_T = Ticket.__table__
+
+
+@dataclass(frozen=True)
+class Policies:
+    sla: SlaConfig
+    escalation: EscalationConfig
+    groups: GroupsConfig
+
+    def accept_within(self) -> dict[str, dict[int, timedelta]]:
+        return {name: {sev: o.accept for sev, o in g.objectives.items()}
+                for name, g in self.groups.groups.items()}
+
+
+def _fingerprint(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for p in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("lists/*.yaml")]):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+class PoliciesHolder:
+    """sla.yaml, escalation.yaml and groups.yaml in force; a broken edit keeps the last
+    good set (said once in the log), as the rules do."""
+
+    def __init__(self, rules_dir: Path, tz: Any):
+        self.rules_dir = rules_dir
+        self.tz = tz
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
+        self.current: Policies | None = None
+        self.refresh()
+
+    def refresh(self) -> Policies | None:
+        fp = _fingerprint(self.rules_dir)
+        if fp == self._seen:
+            return self.current
+        self._seen = fp
+        try:
+            self.current = Policies(load_sla(self.rules_dir, tz=self.tz),
+                                    load_escalation(self.rules_dir),
+                                    load_groups(self.rules_dir))
+        except RulesError as exc:
+            what = "; ".join(str(p) for p in exc.problems)
+            if self.current is None:
+                log.error("no service levels in force, nothing escalates: %s", what)
+            else:
+                log.error("service levels not reloaded (%s); keeping the last good ones", what)
+        return self.current
+
+
+@dataclass
+class TickResult:
+    looked: int = 0
+    fired: list[tuple[int, str, bool]] = field(default_factory=list)  # ticket, step, late
+    queued: int = 0
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    created_at: datetime
+    requester: str
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session],
+                 token: Callable[[], str] = new_token):
+        self.settings = settings
+        self.sessions = sessions
+        self.policies = PoliciesHolder(settings.rules_path, settings.tz)
+        self.token = token
+
+    def tier_policy(self, groups: GroupsConfig) -> TierPolicy:
+        st = self.settings
+        return TierPolicy(st.support_address, groups, st.tz,
+                          {n: lvl.label for n, lvl in st.severities.items()})
+
+    def next_wake(self) -> datetime | None:
+        with self.sessions() as s:
+            return s.scalar(select(func.min(Ticket.next_due_at)))
+
+    def tick(self, now: datetime, limit: int = 1000) -> TickResult:
+        """Everything due at ``now`` (up to ``limit`` tickets), in one transaction."""
+        result = TickResult()
+        pol = self.policies.refresh()
+        if pol is None:
+            return result
+        with transaction(self.sessions) as s:
+            q = (select(Ticket.id, Ticket.created_at, Ticket.requester)
+                 .where(Ticket.next_due_at <= now).order_by(Ticket.next_due_at).limit(limit))
+            if s.get_bind().dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True, of=Ticket)
+            rows = [_Row(*r) for r in s.execute(q)]
+            result.looked = len(rows)
+            if rows:
+                result.queued = self._work(s, rows, pol, now, result)
+        return result
+
+    # -- one batch of due tickets --------------------------------------------------------
+    def _work(self, s: Session, rows: list[_Row], pol: Policies, now: datetime,
+              result: TickResult) -> int:
+        ids = [r.id for r in rows]
+        events, outbox_kinds, fired = _load(s, ids)
+        facts = ticket_facts(s, ids, lock=False)
+        tier = self.tier_policy(pol.groups)
+        effects: list[Effect] = []
+        steps: list[dict[str, Any]] = []
+        clocks: list[dict[str, Any]] = []
+        next_due: list[dict[str, Any]] = []
+        accept_within = pol.accept_within()
+        for r in rows:
+            history = facts_of(events.get(r.id, ()), r.requester, outbox_kinds)
+            t = facts.get(r.id)
+            if t is None or not history or not isinstance(history[0], Opened):
+                next_due.append({"tid": r.id, "due": None})
+                continue
+            tc = ticket_clocks(history, pol.sla, now, accept_within)
+            done = fired.get(r.id, set())
+            changed = False
+            ctx = StepContext(t, r.created_at, tc, pol.groups, pol.escalation, tier, now)
+            for due in due_steps(pol.escalation, tc, done, now):
+                fx = step_effects(due, ctx, self.token())
+                effects += fx
+                done.add(due.key)
+                steps.append({"ticket_id": r.id, "chain": due.key.chain,
+                              "step": due.key.step, "clock": due.key.clock,
+                              "episode": due.key.episode, "fired_at": now, "late": due.late})
+                result.fired.append((r.id, due.key.step, due.late))
+                changed |= any(isinstance(e, SetSeverity | Refer) for e in fx)
+                log.info("escalation: ticket %s step %s (%s)%s", r.id, due.key.step,
+                         due.reason, " [late]" if due.late else "")
+            clocks += _clock_rows(r.id, tc)
+            next_due.append({"tid": r.id, "due": now if changed
+                             else _next_due(pol.escalation, tc, done, now)})
+        applied = apply(s, effects, ApplyContext(
+            now, self.settings.support_address, self.settings.domain,
+            self.settings.ticket_prefix, getattr(self.settings.tz, "key", None) or "UTC"))
+        insert_ignore(s, EscalationStep, steps)
+        for chunk in chunks(ids):
+            s.execute(delete(TicketClock).where(TicketClock.ticket_id.in_(chunk)))
+        insert_many(s, TicketClock, clocks)
+        # After apply: a ticket the effects changed is looked at again at once.
+        s.connection().execute(
+            _T.update().where(_T.c.id == bindparam("tid")).values(next_due_at=bindparam("due")),
+            next_due)
+        return applied.queued
+
+
+def _next_due(esc: EscalationConfig, tc: TicketClocks, fired: set[StepKey],
+              now: datetime) -> datetime | None:
+    """The next escalation step, or the next moment a clock is breached (so the stored
+    clocks say so), whichever comes first."""
+    from mailflow.escalation_chain import next_step_time
+
+    candidates = [next_step_time(esc, tc, fired, now)]
+    candidates += [c.due for c in tc.clocks
+                   if c.stopped is None and c.due is not None and c.due > now]
+    found = [c for c in candidates if c is not None]
+    return min(found) if found else None
+
+
+def _clock_rows(tid: int, tc: TicketClocks) -> list[dict[str, Any]]:
+    return [{"ticket_id": tid, "kind": c.kind, "episode": c.episode, "policy": c.policy,
+             "severity": tc.severity, "owner_group": tc.owner, "started_at": c.started,
+             "due_at": c.due, "stopped_at": c.stopped, "state": c.state,
+             "paused_seconds": int(c.paused.total_seconds())} for c in tc.clocks]
+
+
+def _load(s: Session, ids: list[int]) -> tuple[dict[int, list[EventRow]], dict[int, str],
+                                              dict[int, set[StepKey]]]:
+    events: dict[int, list[EventRow]] = defaultdict(list)
+    kinds: dict[int, str] = {}
+    fired: dict[int, set[StepKey]] = defaultdict(set)
+    for chunk in chunks(ids):
+        for tid, kind, at, data in s.execute(
+                select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.at,
+                       TicketEvent.data)
+                .where(TicketEvent.ticket_id.in_(chunk), TicketEvent.kind.in_(CLOCK_EVENTS))
+                .order_by(TicketEvent.id)):
+            events[tid].append(EventRow(kind, at, data or {}))
+        kinds.update((oid, kind) for oid, kind in s.execute(
+            select(OutboxRow.id, OutboxRow.kind).where(OutboxRow.ticket_id.in_(chunk))))
+        for st in s.scalars(select(EscalationStep).where(EscalationStep.ticket_id.in_(chunk))):
+            fired[st.ticket_id].add(StepKey(st.chain, st.step, st.clock, st.episode))
+    return events, kinds, fired
+
+
+def clocks_of(s: Session, settings: Settings, ticket_id: int, now: datetime,
+              policies: Policies) -> TicketClocks | None:
+    """One ticket's clocks now, for ``tickets show`` and ``sla explain``."""
+    row = s.execute(select(Ticket.requester).where(Ticket.id == ticket_id)).first()
+    if row is None:
+        return None
+    events, kinds, _ = _load(s, [ticket_id])
+    history = facts_of(events.get(ticket_id, ()), row.requester, kinds)
+    if not history or not isinstance(history[0], Opened):
+        return None
+    return ticket_clocks(history, policies.sla, now, policies.accept_within())

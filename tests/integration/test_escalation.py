@@ -1,0 +1,180 @@
+"""Escalation over Dovecot + SMTP with second-long service levels and a controlled clock:
+each step once, the customer told, none for answered or waiting tickets (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from mailflow.clock import FrozenClock
+from mailflow.daemon import run_once
+from mailflow.mailstack import MailStack
+from mailflow.scheduler import Scheduler
+from mailflow.store.db import transaction
+from mailflow.store.models import EscalationStep, OutboxRow, Ticket, TicketClock, TicketEvent
+from mailflow.tickets import Status
+from mailflow.tickets.apply import apply
+from mailflow.tickets.effects import SetStatus
+from tests.conftest import CUSTOMER, SUPPORT
+from tests.mails import mail
+
+RULES = Path(__file__).resolve().parents[2] / "rules"
+
+SLA = """
+policies:
+  - name: fast
+    severity: [1, 2, 3]
+    calendar: 24x7
+    first_response: 4s
+    update: 1h
+    resolution: 1d
+"""
+ESCALATION = """
+late_after: 1h
+management: [robot@example.test]
+chains:
+  technical:
+    - name: remind
+      clock: first_response
+      at: -50%
+      actions: [remind-owner]
+    - name: missed
+      clock: first_response
+      at: 0
+      actions: [notify-leader, raise-severity, customer-update]
+    - name: manager
+      clock: first_response
+      at: +4s
+      actions: [notify-management]
+  administrative: []
+"""
+GROUPS = """
+frontline:
+  leader: other@example.test
+  members: [other@example.test]
+groups: {}
+"""
+
+
+def _rules(tmp_path: Path) -> Path:
+    d = tmp_path / "rules"
+    shutil.copytree(RULES, d)
+    (d / "sla.yaml").write_text(SLA)
+    (d / "escalation.yaml").write_text(ESCALATION)
+    (d / "groups.yaml").write_text(GROUPS)
+    text = (d / "classify.yaml").read_text()
+    # The stock rules route billing mail to groups this test does not define.
+    (d / "classify.yaml").write_text(text.split("\nrules:")[0] + "\nrules: []\n")
+    return d
+
+
+def _step(app, clock: FrozenClock, sched: Scheduler, to: datetime) -> list[tuple[int, str, bool]]:  # type: ignore[no-untyped-def]
+    clock.set(to)
+    fired = []
+    while True:
+        res = sched.tick(clock.now())
+        fired += res.fired
+        if not res.looked:
+            break
+    asyncio.run(app.sender.deliver_due())
+    return fired
+
+
+def _opened_at(app) -> datetime:  # type: ignore[no-untyped-def]
+    """Clocks start when the mail arrived (its INTERNALDATE, set by Dovecot)."""
+    with app.sessions() as s:
+        at = s.scalar(select(func.min(Ticket.created_at)))
+    assert at is not None
+    return at
+
+
+def _subjects(stack: MailStack, user: str) -> list[str]:
+    from email import message_from_bytes
+
+    return [str(message_from_bytes(m)["Subject"]) for m in stack.messages(user)]
+
+
+def test_unanswered_ticket_escalates_each_step_once(stack: MailStack, db_url: str, make_app,
+                                                    tmp_path: Path) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, db_url, clock, rules_dir=str(_rules(tmp_path)))
+    sched = Scheduler(app.settings, app.sessions)
+    stack.append(SUPPORT, [mail(subject="Printer broken", sender=CUSTOMER)])
+    run_once(app)
+    T0 = _opened_at(app)
+    assert len(stack.wait_for(CUSTOMER, 1)) == 1  # the acknowledgment
+
+    assert _step(app, clock, sched, T0 + timedelta(seconds=1)) == []
+    assert _step(app, clock, sched, T0 + timedelta(seconds=2)) == [(1, "remind", False)]
+    assert _step(app, clock, sched, T0 + timedelta(seconds=3)) == []
+    assert _step(app, clock, sched, T0 + timedelta(seconds=4)) == [(1, "missed", False)]
+    assert _step(app, clock, sched, T0 + timedelta(seconds=8)) == [(1, "manager", False)]
+    assert _step(app, clock, sched, T0 + timedelta(seconds=60)) == []
+
+    other = _subjects(stack, "other@example.test")  # front-line leader: reminder + missed
+    assert len(other) == 2 and all(s.startswith("Escalation:") for s in other)
+    assert len(stack.wait_for("robot@example.test", 1)) == 1  # management, once
+    customer = stack.wait_for(CUSTOMER, 2)
+    assert len(customer) == 2 and b"escalated" in customer[1]
+    with app.sessions() as s:
+        t = s.get(Ticket, 1)
+        assert t is not None and t.severity == 2  # raised from 3 by "missed"
+        steps = s.scalars(select(EscalationStep.step).order_by(EscalationStep.fired_at)).all()
+        assert sorted(steps) == ["manager", "missed", "remind"]
+        events = s.scalars(select(TicketEvent).where(TicketEvent.kind == "escalated")).all()
+        assert [e.data["step"] for e in events] == ["remind", "missed", "manager"]
+        assert all(e.data["age_seconds"] in (2, 4, 8) for e in events)
+        clocks = {c.kind: c.state for c in s.scalars(select(TicketClock))}
+        assert clocks["first_response"] == "breached"
+
+
+def test_answered_and_waiting_tickets_do_not_escalate(stack: MailStack, db_url: str,
+                                                      make_app, tmp_path: Path) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, db_url, clock, rules_dir=str(_rules(tmp_path)))
+    sched = Scheduler(app.settings, app.sessions)
+    stack.append(SUPPORT, [mail(subject="answered", sender="a@customers.test"),
+                           mail(subject="waiting", sender="b@customers.test")])
+    run_once(app)
+    T0 = _opened_at(app)
+    with transaction(app.sessions) as s:
+        # Ticket 2 waits on the customer; ticket 1 is answered (a status update sent).
+        apply(s, [SetStatus(2, Status.WAITING, "asked for the serial number", "ann")],
+              app.ingestor.apply_context(T0))
+        s.add(OutboxRow(ticket_id=1, kind="status-update", mail_from=SUPPORT,
+                        recipient="a@customers.test", message_id="answer-1@example.test",
+                        template="status-update", context={}, status="sent", attempts=1,
+                        next_attempt_at=T0, created_at=T0, sent_at=T0 + timedelta(seconds=1)))
+        s.flush()
+        oid = s.scalar(select(OutboxRow.id).where(OutboxRow.message_id
+                                                   == "answer-1@example.test"))
+        s.add(TicketEvent(ticket_id=1, kind="mail-sent", at=T0 + timedelta(seconds=1),
+                          actor="mailflow", summary="answer", data={"outbox_id": oid}))
+    for sec in (2, 4, 8, 60):
+        assert _step(app, clock, sched, T0 + timedelta(seconds=sec)) == []
+    with app.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(EscalationStep)) == 0
+        states = {(c.ticket_id, c.kind): c.state for c in s.scalars(select(TicketClock))}
+    assert states[(1, "first_response")] == "met"
+    assert states[(2, "first_response")] == "paused"
+
+
+def test_steps_missed_during_downtime_fire_once_each_in_order_marked_late(
+        stack: MailStack, sqlite_url: str, make_app, tmp_path: Path) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, sqlite_url, clock, rules_dir=str(_rules(tmp_path)))
+    sched = Scheduler(app.settings, app.sessions)
+    stack.append(SUPPORT, [mail(subject="during downtime", sender=CUSTOMER)])
+    run_once(app)
+    T0 = _opened_at(app)
+    # Down for three hours: every step is due, long ago.
+    fired = _step(app, clock, sched, T0 + timedelta(hours=3))
+    assert fired == [(1, "remind", True), (1, "missed", True), (1, "manager", True)]
+    # A second scheduler (a restart) finds nothing left to fire.
+    again = Scheduler(app.settings, app.sessions)
+    assert _step(app, clock, again, T0 + timedelta(hours=3, seconds=1)) == []
+    assert len(stack.wait_for("robot@example.test", 1)) == 1
