@@ -177,7 +177,7 @@ def database_problem(exc: BaseException, url: str) -> str | None:
         said = said.replace("connection failed: ", "").replace("FATAL:  ", "")
         if url.startswith("sqlite") and "unable to open database file" in said:
             said += " (does its folder exist, and may this user write there?)"
-        return f"cannot use the database {safe_url(url)}: {said}"
+        return f"cannot use the database{' ' + safe_url(url) if url else ''}: {said}"
     return None
 
 
