@@ -60,7 +60,7 @@ def verbosity() -> int:
     return int(_root_obj().get("verbose", 0))
 
 
-def _traceback_if_asked() -> None:
+def traceback_if_asked() -> None:
     """Operational failures are one line; with -vv the traceback follows, for a bug
     report or for finding which file the operating system refused."""
     if verbosity() >= 2:
@@ -80,12 +80,12 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
-            _traceback_if_asked()
+            traceback_if_asked()
             for p in exc.problems:
                 click.echo(f"mailflow: {p}", err=True)
             sys.exit(EXIT_CONFIG)
         except RulesError as exc:
-            _traceback_if_asked()
+            traceback_if_asked()
             for p in exc.problems:
                 click.echo(str(p), err=True)
             sys.exit(EXIT_CONFIG)
@@ -93,8 +93,11 @@ def handles_errors(fn: F) -> F:
             fail(str(exc))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except KeyboardInterrupt:
+            traceback_if_asked()
+            fail("interrupted", 130)
         except Exception as exc:  # noqa: BLE001 - the point: no traceback at 3 a.m.
-            _traceback_if_asked()
+            traceback_if_asked()
             settings = _root_obj().get("settings")
             url = settings.database_url if settings is not None else ""
             line = database_problem(exc, url) or file_problem(exc)
@@ -113,7 +116,7 @@ def _open_db(ctx: click.Context) -> tuple[Settings, Any]:
     try:
         engine = make_engine(settings.database_url)
     except Exception as exc:  # noqa: BLE001 - a missing driver, a malformed URL
-        _traceback_if_asked()
+        traceback_if_asked()
         fail(database_problem(exc, settings.database_url) or f"database: {exc}")
     try:
         require_current(engine)
@@ -125,7 +128,7 @@ def _open_db(ctx: click.Context) -> tuple[Settings, Any]:
         line = database_problem(exc, settings.database_url)
         if line is None:
             raise
-        _traceback_if_asked()
+        traceback_if_asked()
         fail(line)
     return settings, session_factory(engine)
 

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from mailflow.cli.base import _settings, fail, handles_errors
+from mailflow.cli.base import _settings, fail, handles_errors, traceback_if_asked
 from mailflow.config import CredentialError, Settings
 from mailflow.explain import imap_problem
 from mailflow.runlock import exclusive
@@ -39,6 +39,7 @@ def _run(settings: Settings, once: bool) -> None:
             try:
                 res = run_once(app)
             except (*NETWORK_ERRORS, CredentialError) as exc:
+                traceback_if_asked()
                 im = settings.imap
                 fail(imap_problem(exc, im.host, im.port, im.security, im.username,
                                   im.timeout.total_seconds()))

@@ -79,6 +79,9 @@ def test_unreadable_rule_file(tmp_path: Path) -> None:
     assert f"mailflow: {rules / 'broken.yaml'}: No such file or directory" == _one_line(res)
     verbose = runner.invoke(main, ["-vv", "--config", str(cfg), "run", "--once"])
     assert "Traceback" in verbose.output
+    checked = runner.invoke(main, ["--config", str(cfg), "check"])
+    assert checked.exit_code == 2 and "Traceback" not in checked.output
+    assert f"{rules / 'broken.yaml'}: No such file or directory" in checked.output
 
 
 def test_refused_imap_login_is_decoded_and_names_the_user(stack: MailStack, tmp_path: Path,
