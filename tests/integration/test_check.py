@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from mailflow.cli import main
 from mailflow.mailstack import PASSWORD, MailStack, free_port
 from mailflow.preflight import credentials, database
-from tests.conftest import SUPPORT, make_settings
+from tests.conftest import PG_ADMIN_URL, PG_OK, SUPPORT, make_settings
 
 RULES = Path(__file__).parents[2] / "rules"
 
@@ -191,3 +191,15 @@ def test_token_and_password_files(tmp_path: Path) -> None:
     assert credentials("smtp", s.smtp, {}).detail == f"password_file {tmp_path / 'pw'} is empty"
     (tmp_path / "pw").write_text("p")
     assert credentials("smtp", s.smtp, os.environ).ok
+
+
+@pytest.mark.skipif(not PG_OK, reason="PostgreSQL not reachable")
+def test_database_missing_and_not_migrated(tmp_path: Path) -> None:
+    server = PG_ADMIN_URL.rsplit("/", 1)[0]
+    f = database(make_settings(None, f"{server}/mailflow_no_such_db", tmp_path))
+    assert not f.ok and f.code == 1
+    assert 'database "mailflow_no_such_db" does not exist' in f.detail
+    sqlite = f"sqlite:///{tmp_path}/empty.db"
+    (tmp_path / "empty.db").touch()
+    f = database(make_settings(None, sqlite, tmp_path))
+    assert not f.ok and "no mailflow schema yet: run `mailflow db upgrade`" in f.detail
