@@ -30,6 +30,7 @@ from mailflow.classify import RuleSet
 from mailflow.config import Settings
 from mailflow.groupsholder import GroupsHolder
 from mailflow.linking import LinkPolicy
+from mailflow.policies import PoliciesHolder
 from mailflow.prepare import Fetched, Prepared, prepare_batch, prepare_one, raw_key
 from mailflow.store import facts as store_facts
 from mailflow.store.db import transaction
@@ -87,6 +88,7 @@ class Ingestor:
         self.own = settings.all_own_addresses()
         self.policy = ingest_policy(settings)
         self.groups = GroupsHolder(settings.rules_path)
+        self.slas = PoliciesHolder(settings.rules_path, settings.tz)
 
     def apply_context(self, now: datetime) -> ApplyContext:
         st = self.settings
@@ -109,7 +111,9 @@ class Ingestor:
         """The decisions for a batch against the store as it is (nothing written)."""
         msgs = [p.msg for p in prepared if p.msg is not None]
         facts = store_facts.gather(s, [p.key for p in prepared], msgs, self.policy.link, now)
-        policy = replace(self.policy, groups=self.groups.refresh())
+        slas = self.slas.refresh()
+        policy = replace(self.policy, groups=self.groups.refresh(),
+                         sla=slas.sla if slas is not None else None)
         return decide_batch(prepared, facts, policy, source, now)
 
     def commit(self, mailbox: str, uidvalidity: int, prepared: Sequence[Prepared],

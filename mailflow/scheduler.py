@@ -23,21 +23,19 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailflow.classify.groups import GroupsConfig, load_groups
-from mailflow.classify.problems import RulesError
+from mailflow.classify.groups import GroupsConfig
 from mailflow.config import Settings
 from mailflow.escalation import StepContext, step_effects
-from mailflow.escalation_chain import EscalationConfig, StepKey, due_steps, load_escalation
+from mailflow.escalation_chain import EscalationConfig, StepKey, due_steps
 from mailflow.linking import new_token
+from mailflow.policies import Policies, PoliciesHolder
 from mailflow.sla_history import CLOCK_EVENTS, EventRow, facts_of
-from mailflow.sla_policy import SlaConfig, load_sla
 from mailflow.slaclock import Opened, TicketClocks, ticket_clocks
 from mailflow.store.db import chunks, insert_ignore, insert_many, transaction
 from mailflow.store.facts import ticket_facts
@@ -55,57 +53,6 @@ from mailflow.tickets.referral import TierPolicy
 log = logging.getLogger(__name__)
 
 _T = Ticket.__table__
-
-
-@dataclass(frozen=True)
-class Policies:
-    sla: SlaConfig
-    escalation: EscalationConfig
-    groups: GroupsConfig
-
-    def accept_within(self) -> dict[str, dict[int, timedelta]]:
-        return {name: {sev: o.accept for sev, o in g.objectives.items()}
-                for name, g in self.groups.groups.items()}
-
-
-def _fingerprint(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for p in sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("lists/*.yaml")]):
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        out.append((str(p), st.st_mtime_ns, st.st_size))
-    return tuple(out)
-
-
-class PoliciesHolder:
-    """sla.yaml, escalation.yaml and groups.yaml in force; a broken edit keeps the last
-    good set (said once in the log), as the rules do."""
-
-    def __init__(self, rules_dir: Path, tz: Any):
-        self.rules_dir = rules_dir
-        self.tz = tz
-        self._seen: tuple[tuple[str, int, int], ...] | None = None
-        self.current: Policies | None = None
-        self.refresh()
-
-    def refresh(self) -> Policies | None:
-        fp = _fingerprint(self.rules_dir)
-        if fp == self._seen:
-            return self.current
-        self._seen = fp
-        try:
-            self.current = Policies(load_sla(self.rules_dir, tz=self.tz),
-                                    load_escalation(self.rules_dir),
-                                    load_groups(self.rules_dir))
-        except RulesError as exc:
-            what = "; ".join(str(p) for p in exc.problems)
-            if self.current is None:
-                log.error("no service levels in force, nothing escalates: %s", what)
-            else:
-                log.error("service levels not reloaded (%s); keeping the last good ones", what)
-        return self.current
 
 
 @dataclass

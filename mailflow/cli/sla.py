@@ -32,7 +32,8 @@ def sla() -> None:
 def sla_explain(ctx: click.Context, ticket: str) -> None:
     """How each due time of TICKET was computed, and which steps fired."""
     from mailflow.clock import SystemClock
-    from mailflow.scheduler import PoliciesHolder, clocks_of
+    from mailflow.policies import PoliciesHolder
+    from mailflow.scheduler import clocks_of
     from mailflow.slaexplain import explain
 
     settings, sessions = _open_db(ctx)

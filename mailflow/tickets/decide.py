@@ -13,6 +13,7 @@ the rest of the batch.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from mailflow.linking import (
 )
 from mailflow.parse import Incoming
 from mailflow.prepare import Prepared
+from mailflow.sla_policy import SlaConfig
 from mailflow.tickets import EventKind, OutboxKind, Status, Writer
 from mailflow.tickets.effects import (
     AddMessage,
@@ -87,6 +89,25 @@ class IngestPolicy:
     # desk's time zone (mail commands' times, times shown in mail).
     groups: GroupsConfig = field(default_factory=frontline_only)
     tz: tzinfo = UTC
+    # The service levels in force (sla.yaml): what the acknowledgment promises comes
+    # from the same policy the clocks measure against. None: mailflow.yaml's severities.
+    sla: SlaConfig | None = None
+
+    def promise(self, cls: Classification, customer: str) -> str:
+        """The first response the acknowledgment promises, in words."""
+        fallback = self.severities[cls.severity].first_response
+        if self.sla is None:
+            return fallback
+        try:
+            p = self.sla.policy_for(cls.severity, cls.category, cls.owner_group or "frontline",
+                                    customer)
+        except LookupError:
+            return fallback
+        if p.first_response is None:
+            return fallback
+        if p.calendar.always_open:
+            return human_duration(p.first_response.business)
+        return business_words(p.first_response.text)
 
 
 @dataclass(frozen=True)
@@ -336,7 +357,7 @@ class _Batch:
                     "subject": msg.subject,
                     "severity": cls.severity,
                     "severity_label": level.label,
-                    "first_response": level.first_response,
+                    "first_response": self.policy.promise(cls, addr),
                     "category": cls.category,
                     "owner_group": cls.owner_group,
                     "status": str(Status.OPEN),
@@ -384,6 +405,19 @@ class _Batch:
 def _classification(p: Prepared) -> Classification:
     assert p.classification is not None, "prepare_one classifies every parsed message"
     return p.classification
+
+
+_UNIT_WORDS = {"m": "minute", "h": "hour", "d": "day", "w": "week"}
+
+
+def business_words(text: str) -> str:
+    """``4h`` -> ``4 business hours``; ``1d`` -> ``1 business day`` (as sla.yaml says it:
+    a day there is a working day of the calendar, not 24 hours)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if not m:
+        return f"{text} of business time"
+    n, unit = int(m.group(1)), _UNIT_WORDS[m.group(2)]
+    return f"{n} business {unit}{'s' if n != 1 else ''}"
 
 
 def human_duration(td: timedelta) -> str:
