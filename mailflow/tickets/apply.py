@@ -393,15 +393,17 @@ class _Writer:
         if r.dedupe_key is not None:
             row["dedupe_key"] = r.dedupe_key.replace("{ticket}", str(tid))
         ctx = row["context"]
+        ctx.setdefault("support_address", self.ctx.support_address)
         if tid is not None:
             tref = ref(self.ctx.prefix, tid)
             ctx["ticket"] = {**ctx.get("ticket", {}), "ref": tref}
             if token:
                 ctx["reply_address"] = reply_address(self.ctx.support_address, tid, token)
             if "subject" in ctx:
-                # One tag, ours, and no pile of Re: (the customer may have quoted others).
+                # One tag, ours, and no pile of Re: (the customer may have quoted others);
+                # each template says itself whether its subject starts with "Re:".
                 ctx["subject"] = clean_subject(str(ctx["subject"] or ""), self.ctx.prefix,
-                                               tref, reply=r.kind != OutboxKind.REFERRAL)
+                                               tref)
             if r.kind == OutboxKind.REFERRAL and tid > 0 and "history" not in ctx:
                 history(self.s, tid, ctx, self.ctx.tz_name)
         attach = list(dict.fromkeys([*r.attach, *ctx.get("attach_messages", [])]))
