@@ -36,7 +36,8 @@ from mailflow.linking import (
 from mailflow.parse import Incoming
 from mailflow.prepare import Prepared
 from mailflow.sla_policy import SlaConfig
-from mailflow.tickets import EventKind, OutboxKind, Status, Writer
+from mailflow.subjects import base_subject
+from mailflow.tickets import SYSTEM, EventKind, OutboxKind, Status, Writer
 from mailflow.tickets.effects import (
     AddMessage,
     Effect,
@@ -62,6 +63,9 @@ from mailflow.tickets.referral import (
     tier_reply,
     writer_for,
 )
+
+# The tag a rule sets on customer mail that asks for escalation (rules/classify.yaml).
+ESCALATION_REQUEST_TAG = "escalation-request"
 
 # RFC 5321 caps a path at 256 octets: a longer "address" can receive no mail and is no
 # participant (the message's raw bytes and Cc list keep it).
@@ -248,6 +252,7 @@ class _Batch:
                            "sent to it", at=received))
         ack = self._ack(key, token, p, msg, cls)
         fx.append(ack)
+        self._escalation_request(key, cls, msg, received, fx)
         group = self.policy.groups.get(cls.owner_group)
         if referable(group):
             assert group is not None
@@ -311,6 +316,19 @@ class _Batch:
                 f"{', '.join(cls.matched) or '(defaults)'}",
                 rules=tuple(cls.matched), rules_version=cls.version))
             self.tickets[tid] = replace(t, severity=cls.severity)
+        self._escalation_request(tid, cls, msg, received, fx)
+
+    def _escalation_request(self, tid: int, cls: Classification, msg: Incoming,
+                            received: datetime, fx: list[Effect]) -> None:
+        """A rule tagged the customer's words as asking for escalation. Recorded here;
+        the scheduler, which knows the clocks, decides: a breached level escalates, else
+        the front-line lead hears of it and the customer is told the committed times."""
+        if ESCALATION_REQUEST_TAG not in cls.tags:
+            return
+        fx.append(Note(tid, EventKind.ESCALATION_REQUESTED,
+                       f"{msg.from_addr or 'the customer'} asks for escalation (rules "
+                       f"{', '.join(cls.matched)})", msg.from_addr or SYSTEM, received,
+                       {"rules": list(cls.matched), "message_id": msg.message_id}))
 
     def _staff_reply(self, p: Prepared, msg: Incoming, d: LinkDecision, t: TicketFacts,
                      author: Author, received: datetime, fx: list[Effect]) -> None:
@@ -363,7 +381,11 @@ class _Batch:
                     "status": str(Status.OPEN),
                 },
                 "customer": {"name": msg.from_name, "address": addr},
-                "message": {"text": msg.new_text, "subject": msg.subject},
+                # Without Re:/Fwd: piles and other tickets' tags: the shipped template
+                # adds "Re:" and our tag (issue 11: no "Re: Re: x [SUP-1] [SUP-2]").
+                "message": {"text": msg.new_text,
+                            "subject": base_subject(msg.subject, self.policy.link.prefix)},
+                "subject": msg.subject,
                 "support_address": self.policy.support_address,
             }), summary=f"to {addr}")
 

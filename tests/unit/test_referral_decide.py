@@ -279,3 +279,14 @@ def test_frontline_staff_refer_by_command_with_the_tickets_token() -> None:
     assert fx[1].request.token == TICKET_TOKEN  # type: ignore[attr-defined]
     note_kinds = {e.kind for e in fx if isinstance(e, Note)}
     assert EventKind.CUSTOMER_MESSAGE not in note_kinds
+
+
+def test_the_acknowledgment_subject_carries_one_tag_without_a_pile_of_re() -> None:
+    fx = _decide(_prep(mail(subject="Re: RE: AW: printer [SUP-1] [SUP-2]")))
+    [ack] = [e for e in fx if isinstance(e, QueueMail)]
+    assert ack.request.context["message"]["subject"] == "printer"
+    from mailflow.compose import Composer
+
+    ctx = {**ack.request.context, "ticket": {**ack.request.context["ticket"], "ref": "SUP-3"},
+           "reply_address": "support+3.x@example.test"}
+    assert Composer(None).render("acknowledgment", ctx)[0] == "Re: printer [SUP-3]"
