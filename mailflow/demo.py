@@ -78,16 +78,17 @@ def run_demo(directory: Path, keep: bool = False) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
     db_path = directory / "mailflow.db"
-    if stackctl.stop(directory / "mailstack"):
+    if stackctl.stop_all(directory):
         click.echo("== stopped the mail stack a previous `mailflow demo --keep` left running")
     db_path.unlink(missing_ok=True)
     click.echo("== starting a private mail stack (Dovecot + SMTP on loopback)")
-    stack = MailStack.create(directory / "mailstack",
+    stack = MailStack.create(stackctl.stack_root(directory),
                              users=["support@example.test", *CUSTOMERS])
     try:
         stack.start()
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
         click.echo(f"mailflow: cannot start the demo mail stack: {_why(exc)}", err=True)
+        stackctl.stop_all(directory)
         return 1
     kept = False
     try:
@@ -149,16 +150,16 @@ def run_demo(directory: Path, keep: bool = False) -> int:
     finally:
         if not kept:
             stack.stop()
+            stackctl.stop_all(directory)  # and a stack folder under /tmp goes
     return 0
 
 
 def stop_demo(directory: Path) -> int:
     """``mailflow demo --stop``: end what ``--keep`` left running in ``directory``."""
-    root = directory.resolve() / "mailstack"
-    if stackctl.stop(root):
-        click.echo(f"stopped the demo mail stack in {root}")
+    if stackctl.stop_all(directory.resolve()):
+        click.echo(f"stopped the demo mail stack of {directory}")
     else:
-        click.echo(f"no demo mail stack running in {root}")
+        click.echo(f"no demo mail stack running for {directory}")
     return 0
 
 

@@ -12,15 +12,47 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from mailflow.mailstack import MailStack, _wait_port
 
 STATE_FILE = "stack.json"
+# In the demo folder: where the stack lives when it cannot live in <folder>/mailstack.
+POINTER = "mailstack.path"
+
+
+def stack_root(directory: Path) -> Path:
+    """Where the demo's mail stack goes: ``<directory>/mailstack``, unless Dovecot's
+    processes (user dovecot) cannot reach it there, as below a mode-700 home such as
+    /root; then a folder under the temporary directory, noted in ``<directory>/
+    mailstack.path`` so that ``--stop`` and the next demo find it."""
+    if all(p.stat().st_mode & 0o001 for p in [directory, *directory.parents]):
+        return directory / "mailstack"
+    root = Path(tempfile.mkdtemp(prefix="mailflow-demo-stack-"))
+    root.chmod(0o755)
+    (directory / POINTER).write_text(f"{root}\n")
+    return root
+
+
+def stop_all(directory: Path) -> bool:
+    """Stop every stack a demo in ``directory`` may have left; True if one ran. A stack
+    kept under the temporary directory is removed with its pointer."""
+    was = stop(directory / "mailstack")
+    note = directory / POINTER
+    try:
+        elsewhere = Path(note.read_text().strip())
+    except OSError:
+        return was
+    was = stop(elsewhere) or was
+    shutil.rmtree(elsewhere, ignore_errors=True)
+    note.unlink(missing_ok=True)
+    return was
 
 
 def _smtp_pidfile(root: Path) -> Path:

@@ -118,3 +118,22 @@ def test_keep_leaves_both_servers_running_until_stop(where: Path) -> None:
         stopped = runner.invoke(main, ["demo", "--stop", str(where)])
     assert stopped.exit_code == 0
     assert not _listening(imap_port) and not _listening(smtp_port)
+
+
+def test_demo_below_a_private_folder(where: Path) -> None:
+    # Like /root (mode 700): Dovecot's auth process, user dovecot, cannot read its users
+    # file below it, so the stack goes to the temporary directory and is cleaned up.
+    private = where.parent / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    target = private / "d"
+    runner = CliRunner()
+    res = runner.invoke(main, ["demo", "--keep", str(target)])
+    try:
+        assert res.exit_code == 0, res.output
+        elsewhere = Path((target / stackctl.POINTER).read_text().strip())
+        assert stackctl.running(elsewhere) and not (target / "mailstack").exists()
+    finally:
+        stopped = runner.invoke(main, ["demo", "--stop", str(target)])
+    assert "stopped the demo mail stack" in stopped.output
+    assert not elsewhere.exists() and not (target / stackctl.POINTER).exists()
