@@ -1,0 +1,313 @@
+"""The digest's reads: aggregate SQL that works on SQLite and PostgreSQL.
+
+A million tickets must not travel into Python for one morning mail (bench/digest.py):
+the 7- and 30-day figures are counted in SQL (GROUP BY, COUNT DISTINCT, EXISTS), and
+only the tickets touched on the day itself become :class:`TicketRecord` s, because
+medians and percentiles need the day's sorted durations. The definitions are those of
+:func:`mailflow.digest.metrics.counts`; an integration test holds the two together.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    column,
+    exists,
+    func,
+    inspect,
+    or_,
+    select,
+    table,
+    text,
+    union,
+)
+from sqlalchemy.orm import Session, aliased
+
+from mailflow.digest.metrics import AGE_BANDS, Backlog, Counts
+from mailflow.digest.records import (
+    OPEN,
+    ClockRecord,
+    Escalation,
+    EscalationRow,
+    MailboxRecord,
+    MailHealth,
+    ReferralRecord,
+    TicketRecord,
+    Window,
+)
+from mailflow.store.db import chunks
+from mailflow.store.models import (
+    MailboxCheckpoint,
+    OutboxRow,
+    QuarantinedMessage,
+    Referral,
+    Ticket,
+    TicketEvent,
+    UTCDateTime,
+)
+
+E = TicketEvent
+OPENED, CUSTOMER, REOPENED, STATUS = "opened", "customer-message", "reopened", "status-changed"
+ESCALATED, REQUESTED, NOTE = "escalated", "escalation-requested", "note"
+RESPONSE_KINDS = ("status-update",)  # mailflow.tickets.RESPONSE_KINDS
+# The events a ticket's record is built from (the (kind, at) index serves each).
+RECORD_KINDS = (CUSTOMER, REOPENED, STATUS, ESCALATED, REQUESTED, NOTE, OPENED)
+
+CLOCKS = table(
+    "ticket_clocks", column("ticket_id", Integer), column("kind", String),
+    column("episode", Integer), column("severity", Integer), column("owner_group", String),
+    column("started_at", UTCDateTime()), column("due_at", UTCDateTime()),
+    column("stopped_at", UTCDateTime()), column("state", String))
+
+
+def _in(col: Any, w: Window) -> ColumnElement[bool]:
+    return and_(col >= w.start, col < w.end)
+
+
+def _resolved(ev: Any = E) -> ColumnElement[bool]:
+    return and_(ev.kind == STATUS, ev.data["status"].as_string() == "resolved")
+
+
+def _rating(ev: Any = E) -> ColumnElement[bool]:
+    return or_(ev.kind == "rating",
+               and_(ev.kind == NOTE, ev.data["what"].as_string() == "rating"))
+
+
+def _within(s: Session, later: Any, earlier: Any, seconds: float) -> ColumnElement[bool]:
+    """``later <= earlier + seconds`` in each dialect's own date arithmetic."""
+    if s.get_bind().dialect.name == "sqlite":
+        return (func.julianday(later) - func.julianday(earlier)) * 86400 <= seconds
+    return later <= earlier + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+def has_clocks(s: Session) -> bool:
+    """The SLA clocks table lands with the clocks work; until then there are no clocks."""
+    return inspect(s.connection()).has_table("ticket_clocks")
+
+
+def window_counts(s: Session, w: Window, fcr_window: timedelta, early: timedelta) -> Counts:
+    """Counts of one window, as :func:`metrics.counts` defines them, each one query."""
+    def n(stmt: Any) -> int:
+        return int(s.scalar(stmt) or 0)
+
+    def ev(cond: ColumnElement[bool], distinct: bool = False) -> int:
+        what = func.count(func.distinct(E.ticket_id)) if distinct else func.count()
+        return n(select(what).select_from(E).where(_in(E.at, w), cond))
+
+    responses = (select(OutboxRow.ticket_id).where(
+        OutboxRow.kind.in_(RESPONSE_KINDS), OutboxRow.status == "sent",
+        OutboxRow.ticket_id.is_not(None), _in(OutboxRow.sent_at, w)))
+    resolved_ids = select(E.ticket_id).where(_in(E.at, w), _resolved())
+    handled = union(responses, resolved_ids).subquery()
+    earlier = aliased(TicketEvent)
+    reopen = aliased(TicketEvent)
+    first = and_(_in(E.at, w), _resolved(), ~exists().where(
+        earlier.ticket_id == E.ticket_id, _resolved(earlier), earlier.at < E.at))
+    fcr = and_(first, ~exists().where(Referral.ticket_id == E.ticket_id,
+                                      Referral.created_at <= E.at),
+               ~exists().where(reopen.ticket_id == E.ticket_id, reopen.kind == REOPENED,
+                               reopen.at > E.at,
+                               _within(s, reopen.at, E.at, fcr_window.total_seconds())))
+    ratings = s.execute(select(func.count(), func.sum(E.data["value"].as_integer()))
+                        .where(_in(E.at, w), _rating())).one()
+    opened = n(select(func.count()).select_from(Ticket).where(_in(Ticket.created_at, w)))
+    met = breached = 0
+    if has_clocks(s):
+        c = CLOCKS.c
+        met = n(select(func.count()).select_from(CLOCKS).where(
+            c.state == "met", _in(c.stopped_at, w)))
+        breached = n(select(func.count()).select_from(CLOCKS).where(
+            c.state == "breached", _in(c.due_at, w)))
+    return Counts(
+        opened=opened, customer_messages=opened + ev(E.kind == CUSTOMER),
+        responses=n(select(func.count()).select_from(responses.subquery())),
+        handled=n(select(func.count()).select_from(handled)),
+        resolved=ev(_resolved(), distinct=True),
+        first_resolved=n(select(func.count(func.distinct(E.ticket_id))).where(first)),
+        first_contact=n(select(func.count(func.distinct(E.ticket_id))).where(fcr)),
+        reopened=ev(E.kind == REOPENED, distinct=True), reopens=ev(E.kind == REOPENED),
+        escalated=ev(E.kind == ESCALATED, distinct=True), escalations=ev(E.kind == ESCALATED),
+        early_escalations=ev(and_(E.kind == ESCALATED, E.data["age_seconds"].as_integer()
+                                  < int(early.total_seconds()))),
+        escalation_requests=ev(E.kind == REQUESTED),
+        ratings=int(ratings[0] or 0), rating_sum=int(ratings[1] or 0),
+        clocks_met=met, clocks_breached=breached)
+
+
+def touched(s: Session, w: Window) -> list[int]:
+    """Tickets opened, changed or answered in the window: the only ones loaded."""
+    q = union(
+        select(Ticket.id).where(_in(Ticket.created_at, w)),
+        select(E.ticket_id).where(E.kind.in_(RECORD_KINDS), _in(E.at, w)),
+        select(OutboxRow.ticket_id).where(OutboxRow.kind.in_(RESPONSE_KINDS),
+                                          OutboxRow.status == "sent",
+                                          OutboxRow.ticket_id.is_not(None),
+                                          _in(OutboxRow.sent_at, w)))
+    return sorted(i for (i,) in s.execute(q) if i is not None)
+
+
+def records(s: Session, ids: Sequence[int]) -> list[TicketRecord]:
+    """Whole histories of the given tickets (a few queries per 500 tickets)."""
+    out: list[TicketRecord] = []
+    for chunk in chunks(list(ids)):
+        evs: dict[int, list[Any]] = {}
+        for row in s.execute(select(E.ticket_id, E.kind, E.at, E.data).where(
+                E.ticket_id.in_(chunk), E.kind.in_(RECORD_KINDS)).order_by(E.at, E.id)):
+            evs.setdefault(row.ticket_id, []).append(row)
+        sent: dict[int, list[datetime]] = {}
+        for tid, at in s.execute(select(OutboxRow.ticket_id, OutboxRow.sent_at).where(
+                OutboxRow.ticket_id.in_(chunk), OutboxRow.kind.in_(RESPONSE_KINDS),
+                OutboxRow.status == "sent").order_by(OutboxRow.sent_at)):
+            sent.setdefault(tid, []).append(at)
+        refs: dict[int, list[datetime]] = {}
+        for tid, at in s.execute(select(Referral.ticket_id, Referral.created_at).where(
+                Referral.ticket_id.in_(chunk)).order_by(Referral.created_at)):
+            refs.setdefault(tid, []).append(at)
+        for t in s.execute(select(Ticket.id, Ticket.created_at, Ticket.requester,
+                                  Ticket.severity, Ticket.category, Ticket.owner_group,
+                                  Ticket.status).where(Ticket.id.in_(chunk))):
+            out.append(_record(t, evs.get(t.id, []), sent.get(t.id, []), refs.get(t.id, [])))
+    return sorted(out, key=lambda r: r.id)
+
+
+def _record(t: Any, evs: list[Any], sent: list[datetime], refs: list[datetime]
+            ) -> TicketRecord:
+    f: dict[str, list[Any]] = {k: [] for k in (
+        "customer_messages", "resolutions", "reopens", "waits", "escalations",
+        "escalation_requests", "ratings")}
+    rules: tuple[str, ...] = ()
+    waiting: datetime | None = None
+    for e in evs:
+        d = e.data or {}
+        if e.kind == STATUS:
+            if waiting is not None:
+                f["waits"].append((waiting, e.at))
+                waiting = None
+            if d.get("status") == "waiting":
+                waiting = e.at
+            elif d.get("status") == "resolved":
+                f["resolutions"].append(e.at)
+        elif e.kind == OPENED:
+            rules = tuple(str(r) for r in d.get("rules") or ())
+        elif e.kind == CUSTOMER:
+            f["customer_messages"].append(e.at)
+        elif e.kind == REOPENED:
+            f["reopens"].append(e.at)
+        elif e.kind == ESCALATED:
+            f["escalations"].append(Escalation(
+                e.at, str(d.get("step", "")), str(d.get("reason", "")),
+                timedelta(seconds=int(d.get("age_seconds") or 0)), bool(d.get("late"))))
+        elif e.kind == REQUESTED:
+            f["escalation_requests"].append(e.at)
+        elif e.kind == "rating" or (e.kind == NOTE and d.get("what") == "rating"):
+            f["ratings"].append((e.at, int(d.get("value") or 0)))
+    if waiting is not None:
+        f["waits"].append((waiting, None))
+    return TicketRecord(
+        t.id, t.created_at, t.requester, t.severity, t.category, t.owner_group, t.status,
+        rules, responses=tuple(sent), referrals=tuple(refs),
+        **{k: tuple(v) for k, v in f.items()})
+
+
+def backlog(s: Session, as_of: datetime, oldest: int = 5) -> Backlog:
+    """Open tickets by age band and severity, GROUP BY in SQL."""
+    open_ = and_(Ticket.status.in_(OPEN), Ticket.created_at < as_of)
+    bands: dict[str, dict[int, int]] = {name: {} for name, _ in AGE_BANDS}
+    total = 0
+    lower = as_of
+    for name, limit in AGE_BANDS:
+        cond = [open_, Ticket.created_at <= lower]
+        if limit is not None:
+            cond.append(Ticket.created_at > as_of - limit)
+        for sev, k in s.execute(select(Ticket.severity, func.count()).where(*cond)
+                                .group_by(Ticket.severity).order_by(Ticket.severity)):
+            bands[name][sev] = k
+            total += k
+        if limit is not None:
+            lower = as_of - limit
+    rows = s.execute(select(Ticket.id, Ticket.created_at, Ticket.severity, Ticket.owner_group)
+                     .where(open_).order_by(Ticket.created_at, Ticket.id).limit(oldest))
+    return Backlog(total, bands, tuple((r[0], r[1], r[2], r[3]) for r in rows))
+
+
+def escalation_rows(s: Session, w: Window) -> list[EscalationRow]:
+    """Escalations and customers' requests in the window (rare: a few per cent)."""
+    opened = aliased(TicketEvent)
+    rows = s.execute(
+        select(E.ticket_id, E.kind, E.at, E.data, Ticket.requester, Ticket.category,
+               opened.data.label("opened"))
+        .join(Ticket, Ticket.id == E.ticket_id)
+        .outerjoin(opened, and_(opened.ticket_id == E.ticket_id, opened.kind == OPENED))
+        .where(E.kind.in_((ESCALATED, REQUESTED)), _in(E.at, w)).order_by(E.at, E.id))
+    out = []
+    for r in rows:
+        d = r.data or {}
+        age = d.get("age_seconds")
+        out.append(EscalationRow(
+            r.ticket_id, r.requester, r.category, r.at, r.kind == REQUESTED,
+            str(d.get("step", "")), str(d.get("reason", "")),
+            None if age is None else timedelta(seconds=int(age)),
+            tuple(str(x) for x in (r.opened or {}).get("rules") or ())))
+    return out
+
+
+def clocks(s: Session, w: Window) -> list[ClockRecord]:
+    """Clocks decided in the window (met then, or due then and breached)."""
+    if not has_clocks(s):
+        return []
+    c = CLOCKS.c
+    rows = s.execute(select(CLOCKS).where(or_(
+        and_(c.state == "met", _in(c.stopped_at, w)),
+        and_(c.state == "breached", _in(c.due_at, w)))))
+    return [ClockRecord(r.ticket_id, r.kind, r.severity, r.owner_group, r.started_at,
+                        r.due_at, r.stopped_at, r.state, r.episode) for r in rows]
+
+
+def referrals(s: Session, w: Window) -> list[ReferralRecord]:
+    """Referrals made or accepted in the window, and every open one (missing ETAs,
+    acceptances overdue)."""
+    R = Referral
+    rows = s.execute(select(R, Ticket.severity).join(Ticket, Ticket.id == R.ticket_id).where(
+        or_(_in(R.created_at, w), _in(R.accepted_at, w),
+            and_(R.ended_at.is_(None), R.created_at < w.end))))
+    return [ReferralRecord(r.ticket_id, r.group, sev, r.created_at, r.accepted_at, r.eta,
+                           r.next_update_due, r.ended_at) for r, sev in rows]
+
+
+def rule_hits(s: Session, w: Window) -> Counter[str]:
+    """Hits per rule in the window's ``opened`` events, the JSON list expanded in SQL."""
+    if s.get_bind().dialect.name == "sqlite":
+        q = text("SELECT j.value, count(*) FROM ticket_events e, json_each(e.data, '$.rules')"
+                 " j WHERE e.kind = 'opened' AND e.at >= :a AND e.at < :b GROUP BY j.value")
+    else:
+        q = text("SELECT r, count(*) FROM ticket_events e, "
+                 "json_array_elements_text(e.data::json -> 'rules') r "
+                 "WHERE e.kind = 'opened' AND e.at >= :a AND e.at < :b GROUP BY r")
+    q = q.bindparams(bindparam("a", type_=UTCDateTime()), bindparam("b", type_=UTCDateTime()))
+    return Counter({str(k): int(v) for k, v in s.execute(q, {"a": w.start, "b": w.end})})
+
+
+def mail_health(s: Session, w: Window) -> MailHealth:
+    Q, Out = QuarantinedMessage, OutboxRow
+    pending = s.execute(select(func.count(), func.min(Out.created_at))
+                        .where(Out.status.in_(("pending", "sending")))).one()
+    return MailHealth(
+        quarantined=int(s.scalar(select(func.count()).where(_in(Q.created_at, w))) or 0),
+        quarantine_waiting=int(s.scalar(select(func.count()).select_from(Q)
+                                        .where(Q.released_at.is_(None))) or 0),
+        failed=int(s.scalar(select(func.count()).select_from(E).where(
+            E.kind == "delivery-failed", _in(E.at, w))) or 0),
+        outbox_pending=int(pending[0] or 0), oldest_pending=pending[1],
+        mailboxes=tuple(MailboxRecord(m, at) for m, at in s.execute(
+            select(MailboxCheckpoint.mailbox, MailboxCheckpoint.updated_at)
+            .order_by(MailboxCheckpoint.mailbox))))
+
