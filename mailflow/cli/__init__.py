@@ -28,6 +28,7 @@ from mailflow.cli.export import COMMANDS as EXPORT_COMMANDS
 from mailflow.cli.init import init
 from mailflow.cli.outbox import outbox
 from mailflow.cli.quarantine import quarantine
+from mailflow.cli.refer import tickets_refer as _refer  # noqa: F401 - registers tickets refer
 from mailflow.cli.rules import rules
 from mailflow.cli.run import run
 from mailflow.cli.sla import sla

@@ -239,3 +239,35 @@ def relay(t: TicketFacts, msg: Incoming, p: TierPolicy) -> list[Effect]:
                  "message": {"text": msg.new_text, "subject": msg.subject}},
         attach=(msg.dedupe_key,)),
         summary=f"customer's message relayed to {group.name}")]
+
+
+class ReferralRefused(ValueError):
+    """A person's referral that cannot be made (unknown group, closed ticket ...)."""
+
+
+def refer_by_person(t: TicketFacts, group_name: str, reason: str, by: str, token: str,
+                    now: datetime, p: TierPolicy) -> list[Effect]:
+    """``mailflow tickets refer ID GROUP --reason ...``: the same effects as a
+    ``#refer`` command, checked the way the command parser checks it."""
+    name = group_name.strip().lower()
+    g = p.groups.get(name)
+    if g is None:
+        raise ReferralRefused(f"unknown group {group_name!r} (known: "
+                              f"{', '.join(sorted(p.groups.names))})")
+    if not reason.strip():
+        raise ReferralRefused("a referral needs a reason (--reason): it is kept on the "
+                              "ticket and told to the group")
+    if t.status == Status.CLOSED:
+        raise ReferralRefused("the ticket is closed: reopen it first to refer it")
+    cur = t.referral
+    if cur is not None and cur.group == name and t.owner_group == name:
+        raise ReferralRefused(f"the ticket is already with {name}")
+    if name == FRONTLINE or not referable(g):
+        if t.owner_group == name:
+            raise ReferralRefused(f"the ticket is already owned by {name}")
+        if name != FRONTLINE:
+            return [SetOwner(t.id, name, f"assigned to {name} by {by}: {reason.strip()} "
+                             "(the group has no address: no referral mail)", by,
+                             previous=t.owner_group)]
+        return back_to_frontline(t, reason.strip(), by).effects
+    return refer(t, g, reason.strip(), by, by, token, now, p).effects
