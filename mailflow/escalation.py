@@ -119,3 +119,66 @@ def _next_update(c: StepContext) -> str | None:
         if clock is not None and clock.stopped is None and clock.due is not None:
             return c.tier.when(clock.due)
     return None
+
+
+def request_effects(event_id: int, asked_at: datetime, c: StepContext) -> list[Effect]:
+    """A customer asked for escalation (event ``escalation-requested``). Not blind: when
+    a service level is breached it escalates (leader, management, the customer told);
+    while every level is met it is a request the front-line lead decides on, with the
+    ticket's clocks, and the customer is told the times we committed to."""
+    t = c.ticket
+    breached = [k for k in c.clocks.clocks if k.state == "breached"]
+    frontline = c.groups.frontline
+    owner = c.groups.get(t.owner_group) or frontline
+    clocks = [{"kind": k.kind.replace("_", " "), "state": k.state,
+               "due": c.tier.when(k.due) if k.due else None, "target": k.target.text,
+               "policy": k.policy} for k in c.clocks.clocks]
+    base: dict[str, Any] = {"subject": t.subject, "ticket": ticket_ctx(t, c.tier),
+                            "clocks": clocks, "owner": group_ctx(owner),
+                            "support_address": c.tier.support_address,
+                            "asked_at": c.tier.when(asked_at)}
+    key = f"esc:{{ticket}}:request:{event_id}"
+    fx: list[Effect] = []
+
+    def mail(kind: OutboxKind, template: str, to: str | None, summary: str,
+             **extra: Any) -> None:
+        if to:
+            fx.append(QueueMail(MailRequest(
+                kind=kind, template=template, recipient=to, ticket=t.id, token=t.reply_token,
+                auto_submitted="auto-generated", dedupe_key=f"{key}:{to}",
+                context={**base, **extra}), summary=summary))
+
+    customer = {"name": "", "address": t.requester}
+    if breached:
+        what = breached[0]
+        reason = (f"the customer asked for escalation and the {what.kind.replace('_', ' ')} "
+                  f"level is breached (due {c.tier.when(what.due)}, target {what.target.text})")
+        fx.append(Note(t.id, EventKind.ESCALATED, reason, data={
+            "step": "customer-request", "chain": "request", "clock": what.kind,
+            "episode": what.episode, "late": False, "actions": ["notify-leader",
+                                                               "notify-management",
+                                                               "customer-update"],
+            "age_seconds": int((c.now - c.created_at).total_seconds()), "reason": reason,
+            "requested": True}))
+        step = {"name": "customer-request", "description": "", "reason": reason,
+                "late": False, "chain": "request"}
+        clock = {"kind": what.kind.replace("_", " "), "due": c.tier.when(what.due),
+                 "target": what.target.text, "policy": what.policy}
+        for addr in dict.fromkeys([owner.leader or frontline.leader, *c.config.management]):
+            mail(OutboxKind.NOTICE, "escalation-notice", addr,
+                 f"escalation requested by the customer, level breached: {addr}",
+                 step=step, clock=clock,
+                 role="management" if addr in c.config.management else "leader")
+        mail(OutboxKind.CUSTOMER_NOTICE, "status-escalated", t.requester,
+             "status update: escalated at the customer's request", customer=customer,
+             step=step, clock=clock, next_update=_next_update(c))
+        return fx
+    fx.append(Note(t.id, EventKind.NOTE,
+                   "escalation request while every service level is met: the front-line "
+                   "lead decides; the customer was told the committed times",
+                   data={"what": "escalation-request-held", "event": event_id}))
+    mail(OutboxKind.NOTICE, "escalation-request", frontline.leader or owner.leader,
+         "escalation request to the front-line lead")
+    mail(OutboxKind.CUSTOMER_NOTICE, "status-commitments", t.requester,
+         "status update: the times we committed to", customer=customer)
+    return fx

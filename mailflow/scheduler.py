@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.classify.groups import GroupsConfig
 from mailflow.config import Settings
-from mailflow.escalation import StepContext, step_effects
+from mailflow.escalation import StepContext, request_effects, step_effects
 from mailflow.escalation_chain import EscalationConfig, StepKey, due_steps
 from mailflow.linking import new_token
 from mailflow.policies import Policies, PoliciesHolder
@@ -46,6 +46,7 @@ from mailflow.store.models import (
     TicketClock,
     TicketEvent,
 )
+from mailflow.tickets import EventKind
 from mailflow.tickets.apply import ApplyContext, apply
 from mailflow.tickets.effects import Effect, Refer, SetSeverity
 from mailflow.tickets.referral import TierPolicy
@@ -108,6 +109,7 @@ class Scheduler:
               result: TickResult) -> int:
         ids = [r.id for r in rows]
         events, outbox_kinds, fired = _load(s, ids)
+        requests = _requests(s, ids)
         facts = ticket_facts(s, ids, lock=False)
         tier = self.tier_policy(pol.groups)
         effects: list[Effect] = []
@@ -136,6 +138,17 @@ class Scheduler:
                 changed |= any(isinstance(e, SetSeverity | Refer) for e in fx)
                 log.info("escalation: ticket %s step %s (%s)%s", r.id, due.key.step,
                          due.reason, " [late]" if due.late else "")
+            for eid, asked in requests.get(r.id, ()):
+                key = StepKey("request", f"request-{eid}", "request", 0)
+                if key in done:
+                    continue
+                fx = request_effects(eid, asked, ctx)
+                effects += fx
+                done.add(key)
+                steps.append({"ticket_id": r.id, "chain": key.chain, "step": key.step,
+                              "clock": key.clock, "episode": 0, "fired_at": now,
+                              "late": False})
+                log.info("ticket %s: escalation request by the customer handled", r.id)
             clocks += _clock_rows(r.id, tc)
             next_due.append({"tid": r.id, "due": now if changed
                              else _next_due(pol.escalation, tc, done, now)})
@@ -190,6 +203,19 @@ def _load(s: Session, ids: list[int]) -> tuple[dict[int, list[EventRow]], dict[i
         for st in s.scalars(select(EscalationStep).where(EscalationStep.ticket_id.in_(chunk))):
             fired[st.ticket_id].add(StepKey(st.chain, st.step, st.clock, st.episode))
     return events, kinds, fired
+
+
+def _requests(s: Session, ids: list[int]) -> dict[int, list[tuple[int, datetime]]]:
+    """Escalation requests by customers (events), each answered once (a step row)."""
+    out: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
+    for chunk in chunks(ids):
+        for eid, tid, at in s.execute(
+                select(TicketEvent.id, TicketEvent.ticket_id, TicketEvent.at)
+                .where(TicketEvent.ticket_id.in_(chunk),
+                       TicketEvent.kind == str(EventKind.ESCALATION_REQUESTED))
+                .order_by(TicketEvent.id)):
+            out[tid].append((eid, at))
+    return out
 
 
 def clocks_of(s: Session, settings: Settings, ticket_id: int, now: datetime,

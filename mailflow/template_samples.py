@@ -83,6 +83,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
                                   "reason": "", "late": False, "chain": "technical"},
                          "clock": {"kind": "first response", "due": _WHEN, "target": "4h",
                                    "policy": "high"}, "role": "customer"},
+    "escalation-request": {
+        "subject": _SUBJECT, "owner": _GROUP, "asked_at": _WHEN,
+        "clocks": [{"kind": "first response", "state": "running", "due": _WHEN,
+                    "target": "4h", "policy": "high <b>"}],
+    },
+    "status-commitments": {
+        "subject": _SUBJECT, "owner": _GROUP, "asked_at": _WHEN,
+        "clocks": [{"kind": "first response", "state": "running", "due": _WHEN,
+                    "target": "4h", "policy": "high"},
+                   {"kind": "resolution", "state": "paused", "due": None, "target": "3d",
+                    "policy": "high"}],
+    },
 }
 
 

@@ -59,6 +59,15 @@ frontline:
 groups: {}
 """
 
+ESCALATION_REQUEST_RULE = """
+rules:
+  - name: escalation-request
+    when:
+      body: {regex: "(?i)escalate|speak to a manager"}
+    set:
+      tags: [escalation-request]
+"""
+
 
 def _rules(tmp_path: Path) -> Path:
     d = tmp_path / "rules"
@@ -68,7 +77,7 @@ def _rules(tmp_path: Path) -> Path:
     (d / "groups.yaml").write_text(GROUPS)
     text = (d / "classify.yaml").read_text()
     # The stock rules route billing mail to groups this test does not define.
-    (d / "classify.yaml").write_text(text.split("\nrules:")[0] + "\nrules: []\n")
+    (d / "classify.yaml").write_text(text.split("\nrules:")[0] + ESCALATION_REQUEST_RULE)
     return d
 
 
@@ -178,3 +187,41 @@ def test_steps_missed_during_downtime_fire_once_each_in_order_marked_late(
     again = Scheduler(app.settings, app.sessions)
     assert _step(app, clock, again, T0 + timedelta(hours=3, seconds=1)) == []
     assert len(stack.wait_for("robot@example.test", 1)) == 1
+
+
+def test_customer_escalation_request_is_held_while_levels_are_met_then_escalates(
+        stack: MailStack, db_url: str, make_app, tmp_path: Path) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, db_url, clock, rules_dir=str(_rules(tmp_path)))
+    sched = Scheduler(app.settings, app.sessions)
+    first = mail(subject="Printer broken", sender=CUSTOMER)
+    stack.append(SUPPORT, [first])
+    run_once(app)
+    T0 = _opened_at(app)
+    ack = stack.wait_for(CUSTOMER, 1)[0]
+    from email import message_from_bytes
+
+    reply_addr = str(message_from_bytes(ack)["Reply-To"])
+    # One second in, the customer wants a manager: nothing is breached yet.
+    stack.append(SUPPORT, [mail(sender=CUSTOMER, to=reply_addr, subject="Re: Printer broken",
+                                body="I want to speak to a manager now.")])
+    clock.set(T0 + timedelta(seconds=1))
+    run_once(app)
+    assert _step(app, clock, sched, T0 + timedelta(seconds=1)) == []
+    lead = stack.wait_for("other@example.test", 1)
+    assert len(lead) == 1 and b"asked for escalation" in lead[0]
+    told = stack.wait_for(CUSTOMER, 2)
+    assert len(told) == 2 and b"committed to" in told[1]
+    with app.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(TicketEvent)
+                        .where(TicketEvent.kind == "escalated")) == 0
+    # After the first response is breached, a new request escalates at once.
+    stack.append(SUPPORT, [mail(sender=CUSTOMER, to=reply_addr, subject="Re: Printer broken",
+                                body="Still nothing. Please escalate.")])
+    clock.set(T0 + timedelta(seconds=30))
+    run_once(app)
+    _step(app, clock, sched, T0 + timedelta(seconds=30))
+    with app.sessions() as s:
+        esc = s.scalars(select(TicketEvent).where(TicketEvent.kind == "escalated")).all()
+    assert any(e.data.get("step") == "customer-request" for e in esc)
+    assert len(stack.wait_for("robot@example.test", 1)) >= 1  # management told
