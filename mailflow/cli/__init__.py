@@ -24,6 +24,7 @@ from mailflow.cli.check import check
 from mailflow.cli.db import db
 from mailflow.cli.demo import demo
 from mailflow.cli.desk import tickets_resolve as _desk  # noqa: F401 - registers the desk commands
+from mailflow.cli.digest import digest
 from mailflow.cli.export import COMMANDS as EXPORT_COMMANDS
 from mailflow.cli.init import init
 from mailflow.cli.outbox import outbox
@@ -53,7 +54,7 @@ def main(ctx: click.Context, config: str | None, verbose: int) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo, sla):
+for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo, sla, digest):
     main.add_command(_command)
 for _command in EXPORT_COMMANDS:
     main.add_command(_command)
