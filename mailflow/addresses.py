@@ -14,8 +14,7 @@ needs SMTPUTF8 (RFC 6531/6532), which :mod:`mailflow.smtp` asks for or refuses.
 from __future__ import annotations
 
 import re
-from email import _header_value_parser as hvp  # policy.default's own header parser
-from email.errors import HeaderParseError
+from collections.abc import Iterator
 from email.utils import getaddresses
 from functools import lru_cache
 from inspect import signature
@@ -25,6 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 # CPython's CVE-2023-27043 fix added ``strict`` to getaddresses in later patch releases
 # (3.11.10, 3.12.6, 3.13); 3.11.7, which we also support, lacks it.
 _HAS_STRICT = "strict" in signature(getaddresses).parameters
+MAX_HEADER = 16384
 
 # A fold (CRLF + white space) is removed by unfolding; any other CR or LF left in a
 # header value is not part of it and becomes a space.
@@ -66,7 +66,7 @@ def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
     Unfolded, then parsed strictly: a value the parser is not sure of yields nothing
     rather than a guess, because a wrong guess sends our mail to somebody else.
     """
-    values = [unfold(v) for v in values]
+    values = [_bounded(unfold(v)) for v in values]
     if len(values) == 1:
         m = _SIMPLE_ADDR.match(values[0])
         if m:
@@ -79,37 +79,95 @@ def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _bounded(value: str) -> str:
+    """At most MAX_HEADER characters, cut after a whole list entry.
+
+    A cap keeps one hostile header from holding up ingest; 16 KB is several hundred
+    addresses.
+    A cut inside a quoted string leaves it unterminated, which parses to no address.
+    """
+    if len(value) <= MAX_HEADER:
+        return value
+    cut = value.rfind(",", 0, MAX_HEADER)
+    return value[:cut] if cut > 0 else ""
+
+
 def _strict(value: str) -> list[tuple[str, str]]:
-    if _HAS_STRICT:
-        try:
-            pairs = getaddresses([value], strict=True)  # type: ignore[call-arg]
-        except Exception:  # noqa: BLE001 - a broken header is data, not a crash
-            return []
-        return [(n, a) for n, a in pairs if a and "@" in a]
-    return _policy_default(value)
-
-
-def _policy_default(value: str) -> list[tuple[str, str]]:
-    """What ``policy.default`` makes of an address list (Python without strict=True)."""
     try:
-        tree, rest = hvp.get_address_list(value)
-    except (HeaderParseError, IndexError, ValueError, AttributeError, TypeError):
+        pairs = getaddresses([value], strict=True) if _HAS_STRICT \
+            else _getaddresses_strict(value)
+    except Exception:  # noqa: BLE001 - a broken header is data, not a crash
         return []
-    if rest:
-        return []  # text the parser could not place: do not guess who is meant
-    out = []
-    for mailbox in tree.all_mailboxes:
-        # "invalid-mailbox" is the parser's guess at text it could not read as an
-        # address (``x@y.test <z@w.test>``): never ours to write to.
-        if mailbox.token_type != "mailbox":
-            continue
-        try:
-            addr, name = mailbox.addr_spec, mailbox.display_name or ""
-        except (AttributeError, IndexError, TypeError):
-            continue
-        if addr and "@" in addr:
-            out.append((name, addr))
-    return out
+    bare = _strip_quoted(value).lower()
+    low = value.lower()
+    # The address must be written as such in the header: getaddresses "repairs"
+    # ``From: "victim@evil.test"`` (a quoted string, no domain) into the victim's address.
+    return [(n, a) for n, a in pairs if a and "@" in a and
+            (a.lower() in bare or (a.startswith('"') and a.lower() in low))]
+
+
+def _getaddresses_strict(value: str) -> list[tuple[str, str]]:
+    """``getaddresses([value], strict=True)`` for Pythons that lack it.
+
+    The checks of CPython's fix for CVE-2023-27043 (gh-102988), on top of the same
+    linear-time parser: parentheses must balance, a "[" left in an address means the
+    parser lost its way, and the parser must find exactly one address per top-level
+    comma; otherwise the value yields nothing. (``policy.default``'s parser would do
+    too, but takes quadratic time on some hostile headers.)
+    """
+    if not _balanced_parentheses(value):
+        return []
+    pairs = getaddresses([value])
+    if any("[" in a for _, a in pairs):
+        return []
+    if len(pairs) != 1 + _strip_quoted(value).count(","):
+        return []
+    return pairs
+
+
+def _escaped_chars(text: str) -> Iterator[tuple[int, str]]:
+    escape = False
+    pos = 0
+    for pos, ch in enumerate(text):
+        if escape:
+            yield pos, "\\" + ch
+            escape = False
+        elif ch == "\\":
+            escape = True
+        else:
+            yield pos, ch
+    if escape:
+        yield pos, "\\"
+
+
+def _strip_quoted(text: str) -> str:
+    """``text`` without its quoted strings (commas there separate nothing)."""
+    if '"' not in text:
+        return text
+    start, open_pos, out = 0, None, []
+    for pos, ch in _escaped_chars(text):
+        if ch == '"':
+            if open_pos is None:
+                open_pos = pos
+            else:
+                if start != open_pos:
+                    out.append(text[start:open_pos])
+                start, open_pos = pos + 1, None
+    if start < len(text):
+        out.append(text[start:])
+    return "".join(out)
+
+
+def _balanced_parentheses(text: str) -> bool:
+    opens = 0
+    for _, ch in _escaped_chars(_strip_quoted(text)):
+        if ch == "(":
+            opens += 1
+        elif ch == ")":
+            opens -= 1
+            if opens < 0:
+                return False
+    return opens == 0
 
 
 def valid_address(addr: str) -> bool:

@@ -40,6 +40,7 @@ _HIDING = [
     'a@mallory.test (victim@evil.test)',
     '"{pre}" <a@mallory.test> (<victim@evil.test>)',
     '"a\\" <victim@evil.test>"@mallory.test',
+    '"victim@evil.test"',  # a quoted string and no domain: getaddresses "repairs" it
 ]
 
 
@@ -79,7 +80,8 @@ def test_unfold() -> None:
 
 
 def test_ambiguous_values_yield_no_address() -> None:
-    for value in ["x@y.test <z@w.test>", "alice@example.org)<bob@example.org>", "a@b@c.test"]:
+    for value in ["x@y.test <z@w.test>", "alice@example.org)<bob@example.org>", "a@b@c.test",
+                  '"victim@evil.test"', '"victim@evil.test" (x)', "(" * 5000 + "a@b.test"]:
         assert parse_addresses([value]) == []
 
 
@@ -94,13 +96,23 @@ def test_same_addresses_on_other_pythons(python: str) -> None:
         / "site-packages"
     values = ['"x\\r\\n <victim@evil.test>"@mallory.test', "x@y.test <z@w.test>",
               "Foo <a@b.test>, c@d.test", '"Doe, John" <j@x.test>, a@b.test (A)',
-              "undisclosed-recipients:;", "alice@example.org)<bob@example.org>"]
+              "undisclosed-recipients:;", "alice@example.org)<bob@example.org>",
+              '"victim@evil.test"', "a@b.test,", "(a) b@c.test, d@e.test"]
     code = ("from mailflow.addresses import parse_addresses as p\n"
             f"for v in {values!r}: print([a for _, a in p([v])])")
     out = subprocess.run([str(exe), "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": f"{ROOT}:{site}"}).stdout
     here = "".join(f"{[a for _, a in parse_addresses([v])]}\n" for v in values)
     assert out == here
+
+
+def test_hostile_headers_parse_in_linear_time() -> None:
+    import time
+
+    for value in ["," * 200000, '"x,' * 10000, "a b " * 10000, "(x" * 5000, "<" * 10000]:
+        start = time.process_time()
+        parse_addresses([value])
+        assert time.process_time() - start < 0.5, value[:10]
 
 
 def test_outgoing_address_uses_a_labels() -> None:
