@@ -13,11 +13,10 @@ the rest of the batch.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from mailflow.authorise import Writer as Author
 from mailflow.autoresponse import is_own
@@ -55,14 +54,14 @@ from mailflow.tickets.effects import (
 )
 from mailflow.tickets.referral import (
     TierPolicy,
+    at_intake,
     author_of,
-    refer,
     referable,
-    refused,
     relay,
-    tier_reply,
+    staff_reply,
     writer_for,
 )
+from mailflow.tickets.wording import business_words, human_duration
 
 # The tag a rule sets on customer mail that asks for escalation (rules/classify.yaml).
 ESCALATION_REQUEST_TAG = "escalation-request"
@@ -256,15 +255,9 @@ class _Batch:
         group = self.policy.groups.get(cls.owner_group)
         if referable(group):
             assert group is not None
-            rules = ", ".join(cls.matched) or "(defaults)"
-            r = refer(self.tickets[key], group,
-                      f"classified {cls.category}, severity {cls.severity}", f"rules {rules}",
-                      "mailflow", self.new_token(), received, self.tier,
-                      history=[{"when": self.tier.when(received) or "",
-                                "who": f"{msg.from_name} <{msg.from_addr}>" if msg.from_name
-                                else msg.from_addr, "text": msg.new_text[:4000]}],
-                      attach=(msg.dedupe_key,), customer_name=msg.from_name,
-                      tell_customer=isinstance(ack, QueueMail) and msg.from_valid)
+            r = at_intake(self.tickets[key], group, cls.matched, msg, received,
+                          self.new_token(), self.tier,
+                          tell_customer=isinstance(ack, QueueMail) and msg.from_valid)
             fx += r.effects
             self.tickets[key] = r.ticket
         return key
@@ -333,19 +326,12 @@ class _Batch:
     def _staff_reply(self, p: Prepared, msg: Incoming, d: LinkDecision, t: TicketFacts,
                      author: Author, received: datetime, fx: list[Effect]) -> None:
         """A tier group's or staff's reply (or a mail that claims to be one)."""
-        tid = t.id
-        self._store(tid, p, msg, "ticket", writer_for(author), fx)
+        self._store(t.id, p, msg, "ticket", writer_for(author), fx)
         if msg.message_id:
-            self.message_ids.setdefault(msg.message_id, tid)
-        if author.may_act and p.suppress:
-            more = [Note(tid, EventKind.NOTE, f"automatic mail from {author.address} "
-                         f"({p.suppress}): not acted on", author.address, received)]
-        elif author.may_act:
-            more, t = tier_reply(t, author, msg, d, received, self.tier, self.new_token)
-        else:
-            more, t = refused(t, author, msg, received, self.tier)
+            self.message_ids.setdefault(msg.message_id, t.id)
+        more, self.tickets[t.id] = staff_reply(t, author, msg, d, received, p.suppress,
+                                               self.tier, self.new_token)
         fx += more
-        self.tickets[tid] = t
 
     def _ack(self, tid: int, token: str, p: Prepared, msg: Incoming,
              cls: Classification) -> Effect:
@@ -427,28 +413,3 @@ class _Batch:
 def _classification(p: Prepared) -> Classification:
     assert p.classification is not None, "prepare_one classifies every parsed message"
     return p.classification
-
-
-_UNIT_WORDS = {"m": "minute", "h": "hour", "d": "day", "w": "week"}
-
-
-def business_words(text: str) -> str:
-    """``4h`` -> ``4 business hours``; ``1d`` -> ``1 business day`` (as sla.yaml says it:
-    a day there is a working day of the calendar, not 24 hours)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
-    if not m:
-        return f"{text} of business time"
-    n, unit = int(m.group(1)), _UNIT_WORDS[m.group(2)]
-    return f"{n} business {unit}{'s' if n != 1 else ''}"
-
-
-def human_duration(td: timedelta) -> str:
-    """``4 hours``, ``1 day``: what an acknowledgment promises, in words."""
-    from mailflow.config import format_duration
-
-    seconds = int(td.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return format_duration(td)

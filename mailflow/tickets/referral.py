@@ -25,7 +25,7 @@ from mailflow.authorise import Writer as Author
 from mailflow.classify.groups import FRONTLINE, Group, GroupsConfig, frontline_only
 from mailflow.linking import LinkDecision, ReferralFacts, TicketFacts
 from mailflow.parse import Incoming
-from mailflow.tickets import EventKind, OutboxKind, Status, Writer
+from mailflow.tickets import SYSTEM, EventKind, OutboxKind, Status, Writer
 from mailflow.tickets.effects import (
     Effect,
     MailRequest,
@@ -35,6 +35,7 @@ from mailflow.tickets.effects import (
     SetOwner,
     SetStatus,
 )
+from mailflow.tickets.wording import human_duration
 from mailflow.timewords import format_when
 
 
@@ -75,8 +76,6 @@ def ticket_ctx(t: TicketFacts, p: TierPolicy) -> dict[str, Any]:
 
 
 def _human(td: timedelta) -> str:
-    from mailflow.tickets.decide import human_duration
-
     return human_duration(td)
 
 
@@ -271,3 +270,30 @@ def refer_by_person(t: TicketFacts, group_name: str, reason: str, by: str, token
                              previous=t.owner_group)]
         return back_to_frontline(t, reason.strip(), by).effects
     return refer(t, g, reason.strip(), by, by, token, now, p).effects
+
+
+def at_intake(t: TicketFacts, group: Group, rules: tuple[str, ...], msg: Incoming,
+              received: datetime, token: str, p: TierPolicy, tell_customer: bool) -> Referred:
+    """The rules gave a new ticket a tier group as owner: refer it at once, with the
+    customer's message as the history and the attachment."""
+    who = f"{msg.from_name} <{msg.from_addr}>" if msg.from_name else msg.from_addr
+    return refer(t, group, f"classified {t.category}, severity {t.severity}",
+                 f"rules {', '.join(rules) or '(defaults)'}", SYSTEM, token, received, p,
+                 history=[{"when": p.when(received) or "", "who": who,
+                           "text": msg.new_text[:4000]}],
+                 attach=(msg.dedupe_key,), customer_name=msg.from_name,
+                 tell_customer=tell_customer)
+
+
+def staff_reply(t: TicketFacts, a: Author, msg: Incoming, d: LinkDecision, received: datetime,
+                suppress: str | None, p: TierPolicy, new_token: Callable[[], str]
+                ) -> tuple[list[Effect], TicketFacts]:
+    """What a reply from staff (or one claiming a group's token) does besides being
+    stored: its commands act, or it is refused; automatic mail (an out-of-office from
+    the group) never acts and is no forgery either."""
+    if a.may_act and suppress:
+        return [Note(t.id, EventKind.NOTE, f"automatic mail from {a.address} ({suppress}): "
+                     "not acted on", a.address, received)], t
+    if a.may_act:
+        return tier_reply(t, a, msg, d, received, p, new_token)
+    return refused(t, a, msg, received, p)
