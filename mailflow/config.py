@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import ssl
-import subprocess
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -24,27 +21,19 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
-from mailflow.configerrors import KeyLines, describe, key_lines
+from mailflow.configerrors import ConfigError, KeyLines, describe, key_lines
+from mailflow.logins import CredentialError as CredentialError
+from mailflow.logins import LoginSettings as _Login
 
 DEFAULT_CONFIG_PATH = Path("mailflow.yaml")
 CONFIG_ENV = "MAILFLOW_CONFIG"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class ConfigError(Exception):
-    """Every problem found in one configuration file, each already located."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -77,117 +66,6 @@ Security = Literal["ssl", "starttls", "none"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CredentialError(Exception):
-    """No usable password or OAuth2 token right now (a missing variable, an unreadable
-    token file, a failing token command). The watcher retries with back-off."""
-
-
-class _Login(_Strict):
-    username: str | None = None
-    # "password" (LOGIN / AUTH PLAIN) or "xoauth2" (SASL XOAUTH2 with a bearer token, as
-    # Microsoft 365 and Gmail require). The token is read fresh at every login.
-    auth: Literal["password", "xoauth2"] = "password"
-    token_file: Path | None = None
-    token_command: str | None = None
-    # Extra CA certificate(s) to trust for ssl/starttls (a private CA, a self-signed
-    # server); the system's CAs are trusted either way.
-    ca_file: Path | None = None
-    password_env: str | None = None
-    # A file whose content (surrounding whitespace stripped) is the password: Docker and
-    # systemd credentials (/run/secrets/..., $CREDENTIALS_DIRECTORY/...).
-    password_file: Path | None = None
-    password: SecretStr | None = None
-
-    def under(self, base: Path) -> Self:
-        """A copy with relative file paths taken relative to the config file's folder,
-        as ``rules_dir`` is, not to wherever the daemon was started from."""
-        update = {k: base / v for k in ("password_file", "token_file", "ca_file")
-                  if (v := getattr(self, k)) is not None and not v.is_absolute()}
-        return self.model_copy(update=update) if update else self
-
-    def tls_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if self.ca_file:
-            ctx.load_verify_locations(cafile=str(self.ca_file))
-        return ctx
-
-    def secret(self, environ: dict[str, str] | None = None) -> str | None:
-        """The password, from the variable ``password_env`` names or ``password_file``.
-
-        Read at connect time, not at load time, so a rotated secret is picked up by the
-        next connection and the value never sits in a long-lived settings object.
-        """
-        env = os.environ if environ is None else environ
-        if self.password_env:
-            value = env.get(self.password_env)
-            if value is None:
-                raise ConfigError(
-                    [f"environment variable {self.password_env} (password_env) is not set"]
-                )
-            return value
-        if self.password_file is not None:
-            try:
-                value = self.password_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = getattr(exc, "strerror", None) or str(exc)
-                raise CredentialError(
-                    f"cannot read password_file {self.password_file}: {why}") from None
-            if not value:
-                raise CredentialError(f"password_file {self.password_file} is empty")
-            return value
-        return self.password.get_secret_value() if self.password else None
-
-    def token(self, timeout: float = 30.0) -> str:
-        """A fresh OAuth2 access token from ``token_file`` or ``token_command``.
-
-        Tokens live about an hour and are refreshed by something else (a sidecar that
-        rewrites the file, a helper such as oama or a cloud CLI), so they are read at each
-        login. Never logged: only the command's exit status and stderr are reported.
-        """
-        if self.token_file is not None:
-            try:
-                value = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise CredentialError(
-                    f"cannot read token_file {self.token_file}: {exc.strerror}") from None
-            if not value:
-                raise CredentialError(f"token_file {self.token_file} is empty")
-            return value
-        assert self.token_command is not None  # the validator requires one of the two
-        try:
-            done = subprocess.run(shlex.split(self.token_command), capture_output=True,
-                                  text=True, timeout=timeout, check=False)
-        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            raise CredentialError(f"token_command failed to run: {exc}") from None
-        if done.returncode != 0:
-            err = " ".join(done.stderr.split())[:300]
-            raise CredentialError(
-                f"token_command exited with status {done.returncode}: {err or '(no stderr)'}")
-        value = done.stdout.strip()
-        if not value or any(c.isspace() for c in value):
-            raise CredentialError("token_command printed no token (expected one line)")
-        return value
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> _Login:
-        given = [k for k in ("password_env", "password_file", "password") if getattr(self, k)]
-        if len(given) > 1:
-            raise ValueError(f"give only one of password_env, password_file or password "
-                             f"(got {' and '.join(given)})")
-        if self.auth == "xoauth2":
-            if (self.token_file is None) == (self.token_command is None):
-                raise ValueError("auth: xoauth2 needs exactly one of token_file or "
-                                 "token_command")
-            if not self.username:
-                raise ValueError("auth: xoauth2 needs the username (the mailbox address)")
-            if given:
-                raise ValueError("auth: xoauth2 uses a token, not password/password_env/"
-                                 "password_file")
-        elif self.token_file is not None or self.token_command is not None:
-            raise ValueError("token_file and token_command are used only with auth: xoauth2")
-        return self
 
 
 class MailboxSettings(_Strict):

@@ -19,6 +19,14 @@ import yaml
 from pydantic import BaseModel
 
 Path_ = tuple[str, ...]
+class ConfigError(Exception):
+    """Every problem found in one configuration file, each already located."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
 # Values under these keys are never echoed back in an error.
 SECRET_KEYS = {"password", "token"}
 
