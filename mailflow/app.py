@@ -37,6 +37,7 @@ class App:
 
     def close(self) -> None:
         self.pool.close()
+        self.sender.close()
         self.engine.dispose()
 
 
@@ -57,5 +58,7 @@ def build(settings: Settings, clock: Clock | None = None, check_schema: bool = T
     # Worker processes start on the first batch, not here: `check` and the CLI never pay.
     pool = PreparePool(resolve_processes(settings.ingest.parse_processes), settings.tz,
                        ingestor.own)
-    return App(settings, clock, engine, sessions, rules, composer, ingestor,
-               OutboxSender(settings, sessions, composer, clock), pool)
+    # Outgoing mail is rendered in a worker process too, unless parse_processes is 0.
+    sender = OutboxSender(settings, sessions, composer, clock,
+                          render_processes=min(1, pool.processes))
+    return App(settings, clock, engine, sessions, rules, composer, ingestor, sender, pool)

@@ -1,29 +1,39 @@
 """Deliver queued mail: claim due rows, render once, send, record the server's answer.
 
-Each row is claimed with a lease in its own committed transaction before any SMTP
-traffic, and marked sent only after the server's 250. A sender that dies mid-way
-leaves its rows ``sending`` until the lease runs out; they are then sent again with
-the very same bytes and Message-ID. On PostgreSQL the claim uses ``FOR UPDATE SKIP
-LOCKED`` so several workers never take the same row.
+Rows are claimed with a lease in a committed transaction (one statement: on PostgreSQL
+with ``FOR UPDATE SKIP LOCKED``) before any SMTP traffic, so two senders, or two
+connections of one sender, never take the same row. A claimed batch is rendered (in a
+worker process, :mod:`mailflow.renderpool`) and its bytes are stored before the first
+of them is sent; a retry sends the very same bytes and Message-ID.
+
+``smtp.connections`` connections send at once, each the rows it claimed. A row is
+marked sent only after the server's 250, and a connection hands over its next mail
+only once the mark of its previous one is committed: a sender that dies leaves at most
+one delivered-but-unmarked mail per connection. The marks of all connections are
+committed together (group commit), so there is no transaction per mail. Rows a dead
+sender held stay ``sending`` until their lease runs out and are then sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from mailflow.clock import Clock
-from mailflow.compose import Composer, Envelope, TemplateProblem
+from mailflow.compose import Composer, Envelope
 from mailflow.config import Settings
+from mailflow.groupcommit import GroupCommit, relaxed_engine
 from mailflow.linking import reply_address
+from mailflow.renderpool import RenderPool
 from mailflow.smtp import DeliveryError, SmtpTransport
-from mailflow.store.db import transaction
+from mailflow.store.db import insert_many, session_factory, transaction
 from mailflow.store.models import OutboxRow, Suppression, TicketEvent
 from mailflow.tickets import EventKind, event
 
@@ -33,6 +43,10 @@ PENDING, SENDING, SENT, FAILED, DROPPED = "pending", "sending", "sent", "failed"
 # Mail to customers stops after a permanent failure; tier and staff mail is not ours
 # to suppress that way.
 _CUSTOMER_KINDS = {"acknowledgment", "status-update"}
+# A connection that meets this many temporary failures in a row (4xx, a dropped
+# connection) stops for the pass; its rows go back to the queue for the others.
+_CONNECTION_TRIES = 3
+_CONNECTION_PAUSE = 0.5  # seconds, doubled per failure in a row: per-connection back-off
 
 
 @dataclass
@@ -40,6 +54,11 @@ class DeliveryReport:
     sent: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+
+    def add(self, other: DeliveryReport) -> None:
+        self.sent += other.sent
+        self.retrying += other.retrying
+        self.failed += other.failed
 
 
 def backoff(attempts: int, initial: timedelta, cap: timedelta) -> timedelta:
@@ -49,20 +68,33 @@ def backoff(attempts: int, initial: timedelta, cap: timedelta) -> timedelta:
 
 def claim(sessions: sessionmaker[Session], now: datetime, lease: timedelta,
           limit: int = 100) -> list[int]:
+    """Lease up to ``limit`` due rows; one UPDATE ... RETURNING, so a row is never
+    handed to two claimers (SQLite: under its write lock; PostgreSQL: SKIP LOCKED)."""
     due = or_(
         and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now),
         # A sender died holding these: its lease ran out.
         and_(OutboxRow.status == SENDING, OutboxRow.lease_until < now),
     )
+    table = OutboxRow.__table__
+    pick = (select(OutboxRow.id).where(due).order_by(OutboxRow.id).limit(limit)
+            .with_for_update(skip_locked=True).scalar_subquery())
     with transaction(sessions) as s:
-        ids = list(s.scalars(
-            select(OutboxRow.id).where(due).order_by(OutboxRow.id).limit(limit)
-            .with_for_update(skip_locked=True)
-        ))
-        if ids:
-            s.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(
-                status=SENDING, lease_until=now + lease, attempts=OutboxRow.attempts + 1))
-    return ids
+        ids = s.connection().execute(
+            update(table).where(table.c.id.in_(pick))
+            .values(status=SENDING, lease_until=now + lease, attempts=table.c.attempts + 1)
+            .returning(table.c.id)).scalars().all()
+    return sorted(ids)
+
+
+def release(sessions: sessionmaker[Session], ids: list[int]) -> None:
+    """Give claimed rows that were never sent back to the queue, due now: the claim's
+    attempt did not happen."""
+    if ids:
+        table = OutboxRow.__table__
+        with transaction(sessions) as s:
+            s.connection().execute(
+                update(table).where(table.c.id.in_(ids), table.c.status == SENDING)
+                .values(status=PENDING, lease_until=None, attempts=table.c.attempts - 1))
 
 
 def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime) -> bytes:
@@ -86,110 +118,208 @@ def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime
     return composer.build(row.template, ctx, env).as_bytes()
 
 
+_OUTBOX = OutboxRow.__table__
+_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
+              .values(status=SENT, sent_at=bindparam("at"), lease_until=None, last_error=None))
+_Marks = GroupCommit[tuple[OutboxRow, str]]  # (row, the server's 250 line)
+
+
+class _Dropped(Exception):
+    """The SMTP connection went away in the middle of a batch."""
+
+
 class OutboxSender:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], composer: Composer,
-                 clock: Clock, transport: Callable[[], SmtpTransport] | None = None):
+                 clock: Clock, transport: Callable[[], SmtpTransport] | None = None,
+                 render_processes: int = 0):
         self.settings = settings
         self.sessions = sessions
         self.composer = composer
         self.clock = clock
         self.transport = transport or (lambda: SmtpTransport(settings.smtp))
+        self.renderer = RenderPool(settings, composer, render_processes)
+        # "Sent" marks commit without waiting for the disk (see relaxed_engine).
+        self._marks_engine = relaxed_engine(sessions.kw["bind"])
+        self._marks = session_factory(self._marks_engine)
 
-    async def deliver_due(self, limit: int = 100) -> DeliveryReport:
-        """One pass: every row due now, over one SMTP connection."""
+    def start(self) -> None:
+        """Boot the render worker (the daemon does at start-up; otherwise the first
+        batch does)."""
+        self.renderer.start()
+
+    def close(self) -> None:
+        self.renderer.close()
+        self._marks_engine.dispose()
+
+    async def deliver_due(self, limit: int = 20) -> DeliveryReport:
+        """One pass: every row due now (including rows that become due during the pass),
+        over ``smtp.connections`` connections, each claiming ``limit`` rows at a time."""
         report = DeliveryReport()
-        st = self.settings.outbox
+        marks: _Marks = GroupCommit(lambda sent: self._record_sent(sent, report))
+        claims = asyncio.Lock()
+        await asyncio.gather(*(self._connection(report, marks, claims, limit)
+                               for _ in range(self.settings.smtp.connections)))
+        return report
+
+    async def _batch(self, report: DeliveryReport, claims: asyncio.Lock,
+                     limit: int) -> list[OutboxRow]:
+        """Claim, render and store the next rows to send; [] when nothing is due."""
         while True:
-            ids = claim(self.sessions, self.clock.now(), st.lease, limit)
+            async with claims:  # one claim at a time here: no waiting on the DB's lock
+                ids = await asyncio.to_thread(claim, self.sessions, self.clock.now(),
+                                              self.settings.outbox.lease, limit)
             if not ids:
-                return report
-            rows = self._prepare(ids, report)
-            if rows:
-                await self._send_all(rows, report)
-            if len(ids) < limit:
-                return report
+                return []
+            rows = await asyncio.to_thread(self._prepare, ids, report)
+            todo = [r for r in rows if r.raw is None]
+            if todo:
+                rendered = await self.renderer.render(todo, self.clock.now())
+                await asyncio.to_thread(self._store, todo, rendered, report)
+            ready = [r for r in rows if r.raw is not None]
+            if ready:
+                return ready
+
+    async def _connection(self, report: DeliveryReport, marks: _Marks, claims: asyncio.Lock,
+                          limit: int) -> None:
+        """One SMTP connection: send a batch while the next is claimed and rendered,
+        until nothing is due or the connection keeps failing (its back-off is its own;
+        the rows it could not send go back to the queue for the other connections)."""
+        failures = 0
+        held: list[OutboxRow] = []  # claimed and rendered, not yet handed to the server
+        ahead: asyncio.Task[list[OutboxRow]] | None = None
+        try:
+            held = await self._batch(report, claims, limit)
+            while held and failures < _CONNECTION_TRIES:
+                try:
+                    async with self.transport() as smtp:
+                        while held and failures < _CONNECTION_TRIES:
+                            ahead = asyncio.create_task(self._batch(report, claims, limit))
+                            failures = await self._send_all(smtp, held, report, marks,
+                                                             failures)
+                            held += await ahead
+                            ahead = None
+                except DeliveryError as exc:  # could not connect or log in: these wait
+                    log.warning("SMTP unavailable, %d mail(s) wait: %s", len(held), exc)
+                    await asyncio.to_thread(self._record_failure, held, exc, report)
+                    held = []
+                except _Dropped:
+                    if ahead is not None:
+                        held += await ahead
+                        ahead = None
+                    await asyncio.to_thread(release, self.sessions, [r.id for r in held])
+                    held = []
+                    if failures < _CONNECTION_TRIES:
+                        await asyncio.sleep(_CONNECTION_PAUSE * 2 ** (failures - 1))
+                        held = await self._batch(report, claims, limit)
+        finally:
+            if ahead is not None:
+                # Stopped by an error or cancelled: rows it claimed wait for their lease.
+                ahead.cancel()
+            if held:
+                await asyncio.to_thread(release, self.sessions, [r.id for r in held])
+
+    async def _send_all(self, smtp: SmtpTransport, held: list[OutboxRow],
+                        report: DeliveryReport, marks: _Marks, failures: int) -> int:
+        """Send ``held`` in order, taking each row out as it goes to the server; return
+        the connection's temporary failures in a row. A row in flight is never handed
+        back: if we stop there, it waits for its lease (it may have been delivered)."""
+        while held:
+            row = held.pop(0)
+            assert row.raw is not None
+            try:
+                answer = await smtp.send(row.mail_from, row.recipient, row.raw)
+            except DeliveryError as exc:
+                await asyncio.to_thread(self._record_failure, [row], exc, report)
+                if exc.permanent:
+                    continue
+                failures += 1
+                if "connection" in str(exc).lower():
+                    raise _Dropped from None
+                if failures >= _CONNECTION_TRIES or not held:
+                    return failures
+                await asyncio.sleep(_CONNECTION_PAUSE * 2 ** (failures - 1))
+                continue
+            failures = 0
+            # The next mail leaves only once this one is marked: at most one mail per
+            # connection is ever delivered and not yet recorded.
+            await marks.add((row, answer))
+        return failures
 
     def _prepare(self, ids: list[int], report: DeliveryReport) -> list[OutboxRow]:
-        """Render rows that have no bytes yet, and persist them before any sending."""
+        """Load claimed rows; fail those to suppressed addresses before any rendering."""
         now = self.clock.now()
-        ready = []
         with transaction(self.sessions) as s:
             rows = s.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids))
                              .options(undefer(OutboxRow.raw)).order_by(OutboxRow.id)).all()
             suppressed = dict(s.execute(select(Suppression.address, Suppression.reason)
                                         .where(Suppression.address.in_(
                                             {r.recipient for r in rows}))).all())
+            ready = []
             for row in rows:
                 if row.kind in _CUSTOMER_KINDS and row.recipient in suppressed:
                     self._fail(s, row, f"not sent: {row.recipient} is suppressed "
                                        f"({suppressed[row.recipient]})", now, suppress=False)
                     report.failed.append(row.id)
                     continue
-                if row.raw is None:
-                    try:
-                        row.raw = render(row, self.composer, self.settings, now)
-                    except TemplateProblem as exc:
-                        # A template error is the administrator's to fix: the row waits
-                        # (retrying with back-off) instead of sending a broken mail.
-                        self._retry(s, row, f"template error: {exc}", now)
-                        report.retrying.append(row.id)
-                        log.error("outbox %s: template error: %s", row.id, exc)
-                        continue
                 ready.append(row)
         return ready
 
-    async def _send_all(self, rows: list[OutboxRow], report: DeliveryReport) -> None:
-        try:
-            async with self.transport() as smtp:
-                for row in rows:
-                    assert row.raw is not None
-                    try:
-                        answer = await smtp.send(row.mail_from, row.recipient, row.raw)
-                    except DeliveryError as exc:
-                        self._record_failure(row, exc, report)
-                        if not exc.permanent and "connection" in str(exc).lower():
-                            # The connection is gone: the rest wait for the next pass.
-                            for rest in rows[rows.index(row) + 1:]:
-                                self._record_failure(rest, exc, report)
-                            return
-                        continue
-                    self._record_sent(row, answer, report)
-        except DeliveryError as exc:  # could not connect at all
-            log.warning("SMTP unavailable, %d mail(s) wait: %s", len(rows), exc)
-            for row in rows:
-                if row.id not in report.sent and row.id not in report.failed \
-                        and row.id not in report.retrying:
-                    self._record_failure(row, exc, report)
-
-    def _record_sent(self, row: OutboxRow, answer: str, report: DeliveryReport) -> None:
+    def _store(self, rows: list[OutboxRow], rendered: list[Any],
+               report: DeliveryReport) -> None:
+        """Keep the bytes before any is sent (retries send the same); a template error
+        is the administrator's to fix: that row waits, with back-off, instead of
+        sending a broken mail."""
         now = self.clock.now()
         with transaction(self.sessions) as s:
-            s.execute(update(OutboxRow).where(OutboxRow.id == row.id).values(
-                status=SENT, sent_at=now, lease_until=None, last_error=None))
-            if row.ticket_id is not None:
-                s.add(TicketEvent(**event(row.ticket_id, EventKind.MAIL_SENT, now,
-                                          summary=f"{row.kind} to {row.recipient}",
-                                          outbox_id=row.id, message_id=row.message_id,
-                                          server_answer=answer[:200])))
-        report.sent.append(row.id)
-        log.info("sent outbox %s (%s) to %s", row.id, row.kind, row.recipient)
-
-    def _record_failure(self, row: OutboxRow, exc: DeliveryError, report: DeliveryReport) -> None:
-        now = self.clock.now()
-        with transaction(self.sessions) as s:
-            fresh = s.get(OutboxRow, row.id)
-            assert fresh is not None
-            if exc.permanent or fresh.attempts >= self.settings.outbox.max_attempts:
-                why = str(exc) if exc.permanent else \
-                    f"gave up after {fresh.attempts} attempts: {exc}"
-                self._fail(s, fresh, why, now, suppress=exc.permanent)
-                report.failed.append(row.id)
-                log.error("outbox %s to %s failed: %s", row.id, row.recipient, why)
-            else:
-                self._retry(s, fresh, str(exc), now)
+            done = [{"id": row.id, "raw": out} for row, out in zip(rows, rendered, strict=True)
+                    if isinstance(out, bytes)]
+            if done:
+                s.execute(update(OutboxRow), done)
+            for row, out in zip(rows, rendered, strict=True):
+                if isinstance(out, bytes):
+                    row.raw = out
+                    continue
+                fresh = s.get(OutboxRow, row.id)
+                assert fresh is not None
+                self._retry(s, fresh, f"template error: {out}", now)
                 report.retrying.append(row.id)
-                log.warning("outbox %s to %s will be retried at %s: %s", row.id,
-                            row.recipient, fresh.next_attempt_at, exc)
+                log.error("outbox %s: template error: %s", row.id, out)
+
+    def _record_sent(self, sent: list[tuple[OutboxRow, str]], report: DeliveryReport) -> None:
+        """Mark rows sent, with their ``mail-sent`` events, in one transaction. Core
+        statements: a mark is on the sending path (~0.5 ms instead of ~1 ms per
+        transaction through the ORM)."""
+        now = self.clock.now()
+        with transaction(self._marks) as s:
+            s.connection().execute(_MARK_SENT, [{"row_id": row.id, "at": now}
+                                                for row, _ in sent])
+            insert_many(s, TicketEvent, [
+                event(row.ticket_id, EventKind.MAIL_SENT, now,
+                      summary=f"{row.kind} to {row.recipient}", outbox_id=row.id,
+                      message_id=row.message_id, server_answer=answer[:200])
+                for row, answer in sent if row.ticket_id is not None])
+        for row, _ in sent:
+            report.sent.append(row.id)
+            log.info("sent outbox %s (%s) to %s", row.id, row.kind, row.recipient)
+
+    def _record_failure(self, rows: list[OutboxRow], exc: DeliveryError,
+                        report: DeliveryReport) -> None:
+        now = self.clock.now()
+        with transaction(self.sessions) as s:
+            for row in rows:
+                fresh = s.get(OutboxRow, row.id)
+                assert fresh is not None
+                if exc.permanent or fresh.attempts >= self.settings.outbox.max_attempts:
+                    why = str(exc) if exc.permanent else \
+                        f"gave up after {fresh.attempts} attempts: {exc}"
+                    self._fail(s, fresh, why, now, suppress=exc.permanent)
+                    report.failed.append(row.id)
+                    log.error("outbox %s to %s failed: %s", row.id, row.recipient, why)
+                else:
+                    self._retry(s, fresh, str(exc), now)
+                    report.retrying.append(row.id)
+                    log.warning("outbox %s to %s will be retried at %s: %s", row.id,
+                                row.recipient, fresh.next_attempt_at, exc)
 
     def _retry(self, s: Session, row: OutboxRow, why: str, now: datetime) -> None:
         st = self.settings.outbox
