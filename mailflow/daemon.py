@@ -1,7 +1,8 @@
 """The running service: one watcher thread per folder, one sender task, signals.
 
-``run_once`` is burst mode (as arq's): one full cycle of every folder, then every due
-mail sent, then return. Tests and ``mailflow run --once`` use it.
+``run_once`` is burst mode (as arq's): one full cycle of every folder and every due
+mail sent, then return. Tests and ``mailflow run --once`` use it. In both, the sender
+runs while the watchers ingest, woken by each batch that queued mail.
 """
 
 from __future__ import annotations
@@ -29,26 +30,66 @@ class OnceResult:
 
 
 def run_once(app: App) -> OnceResult:
+    """One cycle of every folder and every due mail sent, then return.
+
+    Sending overlaps ingest: the sender runs alongside the watchers and is woken by
+    each committed batch that queued mail, so the first acknowledgments leave while
+    later batches are still being fetched and written. Its last pass starts after the
+    last commit, so nothing committed here is left behind.
+    """
+    return asyncio.run(_once(app))
+
+
+async def _once(app: App) -> OnceResult:
     result = OnceResult()
-    for watcher in app.watchers():
-        try:
-            res = watcher.cycle()
-        finally:
-            watcher.close()
-        result.fetched += res.fetched
-        result.outcomes.update(res.outcomes)
-    result.delivery = asyncio.run(app.sender.deliver_due())
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    ingesting = True
+
+    def poke(_n: int) -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    def ingest() -> None:
+        for watcher in app.watchers():
+            watcher.on_outbox = poke
+            try:
+                res = watcher.cycle()
+            finally:
+                watcher.close()
+            result.fetched += res.fetched
+            result.outcomes.update(res.outcomes)
+
+    async def send() -> None:
+        while True:
+            wake.clear()
+            last = not ingesting  # read before the pass: it sees every commit before it
+            result.delivery.add(await app.sender.deliver_due())
+            if last:
+                return
+            await wake.wait()
+
+    starting = asyncio.create_task(asyncio.to_thread(app.sender.start))
+    sender = asyncio.create_task(send())
+    try:
+        await asyncio.to_thread(ingest)
+    finally:
+        # Also after an IMAP failure: what was committed is still sent.
+        ingesting = False
+        wake.set()
+        await starting
+        await sender
     return result
 
 
 async def _sender_loop(app: App, wake: asyncio.Event, stop: asyncio.Event) -> None:
     """Deliver due mail; sleep until woken by new outbox rows or the next retry."""
     while not stop.is_set():
+        # Cleared before the pass, not after: rows committed during it wake the next.
+        wake.clear()
         try:
             await app.sender.deliver_due()
         except Exception:
             log.exception("outbox pass failed; retrying shortly")
-        wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=5)
 
@@ -77,6 +118,7 @@ async def serve(app: App) -> None:
         loop.call_soon_threadsafe(wake.set)
 
     await asyncio.to_thread(app.pool.start)
+    await asyncio.to_thread(app.sender.start)
     # Everything alive now (modules, SQLAlchemy's metadata, compiled rules) lives as
     # long as the daemon: take it out of the cyclic collector's full passes, which
     # otherwise re-scan it while ingest churns through short-lived objects (+5-10 %
