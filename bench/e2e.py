@@ -199,7 +199,9 @@ def mailflow_once(work: Path, imap_port: int, smtp_port: int, connections: int,
         "database": url, "support_address": SUPPORT,
         "imap": {"host": "127.0.0.1", "port": imap_port, "security": "none",
                  "username": SUPPORT, "password_env": "MAILFLOW_IMAP_PASSWORD",
-                 "batch_size": 500},
+                 # The seeded mail is there before mailflow's first look: answer it
+                 # as new mail (the default would import it without acknowledgments).
+                 "batch_size": 500, "backlog": "acknowledge"},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none",
                  "connections": connections},
         "rules_dir": str(ROOT / "rules"),
