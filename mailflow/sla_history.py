@@ -11,7 +11,7 @@ group's time to accept.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +78,20 @@ def facts_of(events: Iterable[EventRow], requester: str,
                 elif what == "snoozed" and d.get("until"):
                     out.append(Snoozed(e.at, datetime.fromisoformat(str(d["until"])),
                                        str(d.get("reason", ""))))
-    return out
+    return _opened_first(out)
+
+
+def _opened_first(facts: list[Fact]) -> list[Fact]:
+    """Nothing happens to a ticket before it was opened. A ticket is opened at the
+    mail's arrival (the server's INTERNALDATE, whole seconds) while what mailflow did
+    about it is stamped with its own clock; a skewed server clock must not put our
+    response before the request."""
+    opened = next((f for f in facts if isinstance(f, Opened)), None)
+    if opened is None:
+        return facts
+    rest = [f if f.at >= opened.at else replace(f, at=opened.at)
+            for f in facts if f is not opened]
+    return [opened, *rest]
 
 
 # The event kinds the clocks read: the scheduler loads only these.

@@ -225,3 +225,84 @@ def test_customer_escalation_request_is_held_while_levels_are_met_then_escalates
         esc = s.scalars(select(TicketEvent).where(TicketEvent.kind == "escalated")).all()
     assert any(e.data.get("step") == "customer-request" for e in esc)
     assert len(stack.wait_for("robot@example.test", 1)) >= 1  # management told
+
+
+FALLBACK_GROUPS = """
+frontline:
+  leader: other@example.test
+  members: [other@example.test]
+groups:
+  tier2:
+    address: tier2@example.test
+    description: Second-line technical support
+    leader: tier2@example.test
+    members: [tier2@example.test]
+    fallback: backup
+    objectives:
+      1: {accept: 4s, update: 1h, resolve: 1d}
+      2: {accept: 4s, update: 1h, resolve: 1d}
+      3: {accept: 4s, update: 1h, resolve: 1d}
+  backup:
+    address: robot@example.test
+    description: The backup team
+    leader: robot@example.test
+    members: [robot@example.test]
+    objectives:
+      1: {accept: 1h, update: 1h, resolve: 1d}
+      2: {accept: 1h, update: 1h, resolve: 1d}
+      3: {accept: 1h, update: 1h, resolve: 1d}
+"""
+FALLBACK_ESCALATION = """
+late_after: 1h
+management: [other@example.test]
+chains:
+  technical:
+    - name: accept-reminder
+      clock: tier_accept
+      at: -50%
+      actions: [remind-owner]
+    - name: accept-missed
+      clock: tier_accept
+      at: 0
+      actions: [refer-fallback, customer-update]
+  administrative: []
+"""
+
+
+def test_referral_not_accepted_in_time_goes_to_the_fallback_once(
+        stack: MailStack, db_url: str, make_app, tmp_path: Path) -> None:
+    rules = _rules(tmp_path)
+    (rules / "groups.yaml").write_text(FALLBACK_GROUPS)
+    (rules / "escalation.yaml").write_text(FALLBACK_ESCALATION)
+    (rules / "sla.yaml").write_text(SLA.replace("first_response: 4s", "first_response: 1h"))
+    classify = (rules / "classify.yaml").read_text()
+    (rules / "classify.yaml").write_text(classify.replace("owner: frontline", "owner: tier2"))
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, db_url, clock, rules_dir=str(rules))
+    sched = Scheduler(app.settings, app.sessions)
+    stack.append(SUPPORT, [mail(subject="Database is slow", sender=CUSTOMER)])
+    run_once(app)
+    T0 = _opened_at(app)
+    assert len(stack.wait_for("tier2@example.test", 1)) == 1  # the referral
+
+    assert _step(app, clock, sched, T0 + timedelta(seconds=2)) == [(1, "accept-reminder",
+                                                                    False)]
+    assert _step(app, clock, sched, T0 + timedelta(seconds=4)) == [(1, "accept-missed",
+                                                                    False)]
+    for sec in (5, 10, 60):
+        assert _step(app, clock, sched, T0 + timedelta(seconds=sec)) == []
+
+    tier2 = _subjects(stack, "tier2@example.test")
+    assert len(tier2) == 2 and tier2[1].startswith("Escalation:")  # referral, reminder
+    backup = stack.wait_for("robot@example.test", 1)
+    assert len(backup) == 1  # the referral to the fallback
+    with app.sessions() as s:
+        t = s.get(Ticket, 1)
+        assert t is not None and t.owner_group == "backup" and t.status == "referred"
+        owners = [e.data.get("owner_group") for e in s.scalars(
+            select(TicketEvent).where(TicketEvent.kind == "owner-changed")
+            .order_by(TicketEvent.id))]
+        assert owners == ["tier2", "backup"] or owners == ["backup"]
+    customer = _subjects(stack, CUSTOMER)
+    assert any("Re:" in s for s in customer)
+    assert sum(b"escalated" in m for m in stack.messages(CUSTOMER)) == 1
