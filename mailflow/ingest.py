@@ -110,9 +110,11 @@ class Ingestor:
                now: datetime) -> list[MessageDecision]:
         """The decisions for a batch against the store as it is (nothing written)."""
         msgs = [p.msg for p in prepared if p.msg is not None]
-        facts = store_facts.gather(s, [p.key for p in prepared], msgs, self.policy.link, now)
+        groups = self.groups.refresh()
+        facts = store_facts.gather(s, [p.key for p in prepared], msgs, self.policy.link, now,
+                                   groups)
         slas = self.slas.refresh()
-        policy = replace(self.policy, groups=self.groups.refresh(),
+        policy = replace(self.policy, groups=groups,
                          sla=slas.sla if slas is not None else None)
         return decide_batch(prepared, facts, policy, source, now)
 

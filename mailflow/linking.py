@@ -127,6 +127,9 @@ class LinkFacts:
     message_ids: Mapping[str, int] = field(default_factory=dict)
     # Message-IDs that we sent (outbox): a copy of one coming back is our own mail.
     sent_ids: frozenset[str] = frozenset()
+    # Mail from a tier group's own domain naming the group's case number recorded on a
+    # referral (groups.yaml external_ref): dedupe key -> (ticket, group, case number).
+    case_refs: Mapping[str, tuple[int, str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class LinkDecision:
     ticket_id: int | None
     reason: str
     linked_to: int | None = None
-    # The mail carries a token of ours: "ticket" (the ticket's own) or "referral".
+    # The mail carries a token of ours: "ticket" (the ticket's own) or "referral"; or
+    # "case": a tier group's case number recorded on the ticket (no token of ours).
     token: str | None = None
     # With a referral token: the group it was made for, and whether it is still current.
     group: str | None = None
@@ -247,6 +251,17 @@ def decide(msg: Incoming, facts: LinkFacts, policy: LinkPolicy, now: datetime) -
         if tok is not None:
             return _continue(tok.ticket, "reply token in a referenced Message-ID", now,
                              policy, tok)
+
+    # 1b. A tier group's case number, from the group's domain, recorded on a referral:
+    # a vendor's ticket system that drops our headers (authorise decides what it may do).
+    case = facts.case_refs.get(msg.dedupe_key)
+    if case is not None and case[0] in facts.tickets:
+        t = facts.tickets[case[0]]
+        r = next((r for r in reversed(t.referrals) if r.group == case[1]), None)
+        d = _continue(t, f"{case[1]}'s case number {case[2]}", now, policy)
+        if d.ticket_id is not None:
+            return replace(d, token="case", group=case[1],
+                           token_current=bool(r and r.active))
 
     # 2. In-Reply-To / References naming a message we stored or sent.
     for mid in _referenced(msg):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from mailflow.classify.groups import GroupsConfig
 from mailflow.linking import (
     LinkFacts,
     LinkPolicy,
@@ -92,7 +93,36 @@ def ticket_facts(s: Session, ids: Iterable[int], lock: bool = True) -> dict[int,
     return out
 
 
-def link_facts(s: Session, msgs: list[Incoming], policy: LinkPolicy) -> LinkFacts:
+def case_refs(s: Session, msgs: list[Incoming], groups: GroupsConfig | None
+              ) -> dict[str, tuple[int, str, str]]:
+    """Mail from a group's domain naming one of its case numbers that a referral
+    recorded: one query per batch, and none when no group has ``external_ref``."""
+    if groups is None or not any(g.external_ref for g in groups.groups.values()):
+        return {}
+    named: dict[str, tuple[str, str]] = {}
+    for m in msgs:
+        hit = groups.case_reference(m.from_addr, m.subject, m.new_text)
+        if hit is not None:
+            named[m.dedupe_key] = hit
+    if not named:
+        return {}
+    found: dict[tuple[str, str], int] = {}
+    cases = sorted({v for _, c in named.values() for v in (c, c.upper())})
+    for chunk in chunks(cases):
+        for tid, group, case in s.execute(
+                select(Referral.ticket_id, Referral.group, Referral.external_ref)
+                .where(Referral.external_ref.in_(chunk)).order_by(Referral.id)):
+            found[(group, case.upper())] = tid
+    out: dict[str, tuple[int, str, str]] = {}
+    for key, (group, case) in named.items():
+        tid = found.get((group, case.upper()))
+        if tid is not None:
+            out[key] = (tid, group, case)
+    return out
+
+
+def link_facts(s: Session, msgs: list[Incoming], policy: LinkPolicy,
+               groups: GroupsConfig | None = None) -> LinkFacts:
     mids: set[str] = set()
     ids: set[int] = set()
     for m in msgs:
@@ -117,7 +147,9 @@ def link_facts(s: Session, msgs: list[Incoming], policy: LinkPolicy) -> LinkFact
             if tid is not None:
                 message_ids[mid] = tid
     ids |= set(message_ids.values())
-    return LinkFacts(ticket_facts(s, ids), message_ids, frozenset(sent))
+    cases = case_refs(s, msgs, groups)
+    ids |= {tid for tid, _, _ in cases.values()}
+    return LinkFacts(ticket_facts(s, ids), message_ids, frozenset(sent), cases)
 
 
 def ack_budget(s: Session, senders: Iterable[str], now: datetime
@@ -150,10 +182,10 @@ def ack_budget(s: Session, senders: Iterable[str], now: datetime
 
 
 def gather(s: Session, keys: list[str], msgs: list[Incoming], policy: LinkPolicy,
-           now: datetime) -> StoreFacts:
+           now: datetime, groups: GroupsConfig | None = None) -> StoreFacts:
     """Everything :func:`mailflow.tickets.decide.decide_batch` reads, for one batch."""
     known = known_keys(s, keys)
     fresh = [m for m in msgs if m.dedupe_key not in known]
-    link = link_facts(s, fresh, policy)
+    link = link_facts(s, fresh, policy, groups)
     counts, suppressed = ack_budget(s, (m.from_addr for m in fresh if m.from_addr), now)
     return StoreFacts(link, frozenset(known), counts, suppressed)

@@ -171,6 +171,7 @@ class _Batch:
         self.tickets: dict[int, TicketFacts] = dict(facts.link.tickets)
         self.message_ids: dict[str, int] = dict(facts.link.message_ids)
         self.sent = facts.link.sent_ids
+        self.case_refs = facts.link.case_refs
         self.ack_counts: Counter[str] = Counter(facts.ack_counts)
         self.suppressed: dict[str, str] = dict(facts.suppressed)
         self.next_key = -1
@@ -198,8 +199,8 @@ class _Batch:
         return Quarantine(p.fetched, key, reason, self.source.mailbox, self.source.uidvalidity)
 
     def _one(self, p: Prepared, msg: Incoming) -> tuple[str, list[Effect]]:
-        d = decide(msg, LinkFacts(self.tickets, self.message_ids, self.sent), self.policy.link,
-                   self.now)
+        d = decide(msg, LinkFacts(self.tickets, self.message_ids, self.sent, self.case_refs),
+                   self.policy.link, self.now)
         received = p.fetched.internaldate or self.now
         fx: list[Effect] = []
         if d.action in (Action.NEW, Action.NEW_LINKED):

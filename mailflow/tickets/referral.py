@@ -173,15 +173,18 @@ def author_of(msg: Incoming, t: TicketFacts, d: LinkDecision,
         group, valid = d.group, d.token_current
     elif d.token == "ticket":
         group, valid = FRONTLINE, True
+    elif d.token == "case":
+        group, valid = d.group, False
     else:
         group, valid = (t.referral.group if t.referral else None), False
-    if not staff and d.token != "referral":
+    if not staff and d.token not in ("referral", "case"):
         return None
     case_valid = False
     g = groups.get(group)
     ref = t.referral
     if g is not None and ref is not None and ref.group == g.name and ref.external_ref:
-        case_valid = g.case_number(f"{msg.subject}\n{msg.new_text}") == ref.external_ref
+        found = g.case_number(f"{msg.subject}\n{msg.new_text}")
+        case_valid = bool(found) and str(found).upper() == ref.external_ref.upper()
     return authorise(sender, valid, group, groups, customers=t.participants,
                      case_ref_valid=case_valid)
 

@@ -68,3 +68,39 @@ def test_a_person_refers_a_ticket_and_replies_thread_by_the_referral_token(
         updates = [r for r in s.scalars(select(OutboxRow).order_by(OutboxRow.id))
                    if r.template == "status-accepted"]
     assert len(updates) == 1 and updates[0].context["next_update"]
+
+
+def test_a_vendor_that_drops_our_headers_threads_by_its_case_number(
+        db_url: str, make_app: Any, tmp_path: Path) -> None:
+    app = make_app(None, db_url)
+    app.ingestor.ingest("INBOX", 1, [Fetched(1, mail(subject="Array degraded"), NOW)],
+                        app.rules.current, NOW)
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(yaml.safe_dump({"database": db_url, "support_address": SUPPORT,
+                                   "rules_dir": str(RULES)}))
+    res = CliRunner().invoke(main, ["--config", str(cfg), "tickets", "refer", "1",
+                                    "vendor-acme", "--reason", "disk shelf firmware"])
+    assert res.exit_code == 0, res.output
+    with app.sessions() as s:
+        [ref] = s.scalars(select(Referral)).all()
+    # The vendor's first answer carries our token and names its case number: recorded.
+    first = mail(sender="support@acme.example", to=f"support+1.{ref.token}@example.test",
+                 subject="RE: Array degraded [SUP-1] - CASE-004711", body="#accept\n#eta 2d")
+    # Later its ticket system writes from a no-reply address, without our headers.
+    later = mail(sender="noreply@acme.example", subject="Case-004711 has been solved",
+                 body="#status resolved\nReplace shelf firmware with 4.2.")
+    stranger = mail(sender="someone@elsewhere.example", subject="CASE-004711",
+                    body="#status in-progress")
+    res = app.ingestor.ingest("INBOX", 1, [Fetched(2, first, NOW), Fetched(3, stranger, NOW)],
+                              app.rules.current, NOW)
+    assert (res.outcomes["join"], res.outcomes["new"]) == (1, 1)  # the stranger: a new one
+    res = app.ingestor.ingest("INBOX", 1, [Fetched(4, later, NOW)], app.rules.current, NOW)
+    assert res.outcomes["join"] == 1
+    with app.sessions() as s:
+        [ref] = s.scalars(select(Referral)).all()
+        t = s.get(Ticket, 1)
+        assert t is not None
+        templates = [r.template for r in s.scalars(select(OutboxRow).order_by(OutboxRow.id))]
+    assert ref.external_ref == "CASE-004711" and ref.accepted_at is not None
+    assert t.status == "resolved"
+    assert "status-resolved" in templates

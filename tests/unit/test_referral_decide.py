@@ -290,3 +290,29 @@ def test_the_acknowledgment_subject_carries_one_tag_without_a_pile_of_re() -> No
     ctx = {**ack.request.context, "ticket": {**ack.request.context["ticket"], "ref": "SUP-3"},
            "reply_address": "support+3.x@example.test"}
     assert Composer(None).render("acknowledgment", ctx)[0] == "Re: printer [SUP-3]"
+
+
+def test_a_vendor_system_without_our_headers_threads_and_acts_by_its_case_number() -> None:
+    import re
+
+    vendor = replace(GROUPS.groups["vendor"],
+                     external_ref=re.compile(r"(?<![\w-])(?:CASE-\d{6})(?![\w-])", re.I))
+    policy = replace(POLICY, groups=GroupsConfig({**GROUPS.groups, "vendor": vendor}))
+    t = replace(_referred(), owner_group="vendor", referrals=(
+        ReferralFacts(3, "vendor", REF_TOKEN, external_ref="CASE-123456"),))
+    raw = mail(sender="noreply@vendor.example", subject="case-123456 updated",
+               body="#status resolved\nFixed in firmware 2.1.")
+    p = _prep(raw)
+    assert p.msg is not None
+    facts = StoreFacts(LinkFacts({7: t}, case_refs={p.msg.dedupe_key: (7, "vendor",
+                                                                        "case-123456")}))
+    [d] = decide_batch([p], facts, policy, Source(), NOW)
+    assert d.outcome == "join"
+    assert _kinds(list(d.effects)) == ["AddMessage", "QueueMail:command-transcript",
+                                       "SetStatus:resolved", "QueueMail:status-resolved",
+                                       "QueueMail:frontline-resolution"]
+    # The same words from another domain thread nowhere (the store finds no case ref).
+    other = _prep(mail(sender="x@elsewhere.example", subject="CASE-123456",
+                       body="#status resolved"))
+    [d] = decide_batch([other], StoreFacts(LinkFacts({7: t})), policy, Source(), NOW)
+    assert d.outcome == "new"
