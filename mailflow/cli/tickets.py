@@ -157,7 +157,7 @@ def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
                                .order_by(OutboxRow.id))
         ]
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     click.echo(f"{data['ref']}  {t.subject}")
     click.echo(f"  status {t.status}, severity {t.severity}, {t.category}, owner "
