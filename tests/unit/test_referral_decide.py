@@ -316,3 +316,16 @@ def test_a_vendor_system_without_our_headers_threads_and_acts_by_its_case_number
                        body="#status resolved"))
     [d] = decide_batch([other], StoreFacts(LinkFacts({7: t})), policy, Source(), NOW)
     assert d.outcome == "new"
+
+
+def test_waiting_on_the_customer_ends_when_the_customer_writes() -> None:
+    fx = _decide(_prep(_from_tier("#status waiting-on-customer\nWhich version do you run?")),
+                 _referred(accepted_at=RECEIVED))
+    assert _kinds(fx) == ["AddMessage", "QueueMail:command-transcript", "SetStatus:waiting",
+                          "QueueMail:status-update"]
+    assert fx[3].request.context["update"]["text"] == "Which version do you run?"  # type: ignore[attr-defined]
+    raw = mail(to=reply_address(SUPPORT, 7, TICKET_TOKEN), subject="Re: Database slow",
+               body="Version 14.2")
+    fx = _decide(_prep(raw), _referred(status=str(Status.WAITING)))
+    assert _kinds(fx) == ["SetStatus:referred", "Note:customer-message", "AddMessage",
+                          "QueueMail:relay"]
