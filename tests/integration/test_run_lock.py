@@ -47,7 +47,9 @@ def test_second_daemon_and_run_once_are_refused(stack: MailStack, sqlite_url: st
     first = subprocess.Popen([*exe, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
-        while b"mailflow running" not in (tmp_path / "first.log").read_bytes():
+        lock = tmp_path / "mailflow.db.lock"
+        # The lock is taken first thing; its file then names the holder.
+        while not lock.exists() or lock.read_text().strip() != str(first.pid):
             assert first.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "the first daemon did not start"
             time.sleep(0.1)
