@@ -6,6 +6,7 @@ import click
 
 from mailflow.cli.base import _settings, fail, handles_errors
 from mailflow.explain import database_problem, is_connect_error
+from mailflow.runlock import AlreadyRunning, exclusive
 from mailflow.store.db import make_engine, upgrade
 
 # -- db ------------------------------------------------------------------------------------
@@ -19,11 +20,15 @@ def db() -> None:
 @click.pass_context
 @handles_errors
 def db_upgrade(ctx: click.Context) -> None:
-    """Apply pending schema migrations."""
+    """Apply pending schema migrations (on SQLite, not while mailflow runs on it)."""
     settings = _settings(ctx)
     engine = make_engine(settings.database_url)
     try:
-        before, after = upgrade(engine)
+        # A daemon would go on with the old code against the new schema.
+        with exclusive(settings.database_url):
+            before, after = upgrade(engine)
+    except AlreadyRunning:
+        raise
     except Exception as exc:  # noqa: BLE001 - report, do not dump a traceback at 3 a.m.
         # Cannot connect at all (no such database, login refused): say that, not
         # "migration failed" with SQLAlchemy's three-line message.

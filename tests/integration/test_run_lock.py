@@ -36,7 +36,7 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
         pass
 
 
-def test_second_daemon_and_run_once_are_refused(stack: MailStack, sqlite_url: str,
+def test_second_daemon_run_once_and_db_upgrade_are_refused(stack: MailStack, sqlite_url: str,
                                                 tmp_path: Path) -> None:
     cfg = tmp_path / "mailflow.yaml"
     cfg.write_text(stack.settings_yaml(sqlite_url, f"rules_dir: {RULES}\n"))
@@ -53,7 +53,7 @@ def test_second_daemon_and_run_once_are_refused(stack: MailStack, sqlite_url: st
             assert first.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "the first daemon did not start"
             time.sleep(0.1)
-        for args in (["run"], ["run", "--once"]):
+        for args in (["run"], ["run", "--once"], ["db", "upgrade"]):
             second = subprocess.run([*exe, *args], env=env, capture_output=True, text=True,
                                     timeout=30)
             assert second.returncode == 1, second.stderr
