@@ -106,3 +106,37 @@ def ingest_batches(url: str, mailbox: str, sender: str, batches: int, per_batch:
     except BaseException:
         results.put({"error": traceback.format_exc()})
         raise
+
+
+def apply_crossed(url: str, first: int, second: int, rounds: int, barrier: Any,
+                  results: Any) -> None:
+    """Rounds that reopen ``first`` and raise ``second`` in one apply: run with the two
+    swapped in the other process, the tickets' rows are locked in opposite orders
+    unless apply (or its caller) locks them in a fixed order. Reports deadlocks."""
+    try:
+        from sqlalchemy import exc as sa_exc
+
+        from mailflow.store.db import make_engine, session_factory, transaction
+        from mailflow.tickets.apply import ApplyContext, apply
+        from mailflow.tickets.effects import Reopen, SetSeverity
+
+        engine = make_engine(url)
+        sessions = session_factory(engine)
+        ctx = ApplyContext(NOW, SUPPORT, "example.test", "SUP")
+        deadlocks = 0
+        barrier.wait(timeout=60)
+        for _ in range(rounds):
+            try:
+                with transaction(sessions) as s:
+                    apply(s, [Reopen(first, NOW, "crossed", "worker"),
+                              SetSeverity(second, 5, 0, "crossed", "worker")], ctx)
+            except sa_exc.OperationalError as exc:
+                if "deadlock" not in str(exc):
+                    raise
+                deadlocks += 1
+                break  # one is proof enough; PostgreSQL takes a second to detect each
+        engine.dispose()
+        results.put({"deadlocks": deadlocks})
+    except BaseException:
+        results.put({"error": traceback.format_exc()})
+        raise
