@@ -9,12 +9,13 @@ Importing this module adds the commands to the ``tickets`` and ``quarantine`` gr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import click
 
 from mailflow import desk
 from mailflow.classify import load_rules
-from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors
+from mailflow.cli.base import EXIT_CONFIG, _open_db, _settings, fail, handles_errors
 from mailflow.cli.quarantine import quarantine
 from mailflow.cli.tickets import tickets
 from mailflow.clock import SystemClock
@@ -23,8 +24,8 @@ from mailflow.linking import TicketFacts
 from mailflow.tickets import parse_ref, ref
 from mailflow.tickets.effects import Effect
 
-# (ticket as it is, actor, ticket prefix) -> effects
-Build = Callable[[TicketFacts, str, str], Sequence[Effect]]
+# (ticket as it is, actor, ticket prefix, now) -> effects
+Build = Callable[[TicketFacts, str, str, datetime], Sequence[Effect]]
 
 
 def _act(ctx: click.Context, ticket: str, build: Build, done: str) -> None:
@@ -34,10 +35,11 @@ def _act(ctx: click.Context, ticket: str, build: Build, done: str) -> None:
     if tid is None:
         fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
              EXIT_CONFIG)
-    by = desk.actor()
-    apply_ctx = Ingestor(settings, sessions).apply_context(SystemClock().now())
+    by, now = desk.actor(), SystemClock().now()
+    apply_ctx = Ingestor(settings, sessions).apply_context(now)
     try:
-        desk.act(sessions, tid, lambda t: build(t, by, settings.ticket_prefix), apply_ctx)
+        desk.act(sessions, tid, lambda t: build(t, by, settings.ticket_prefix, now),
+                 apply_ctx)
     except desk.DeskError as exc:
         fail(str(exc))
     click.echo(f"{ref(settings.ticket_prefix, tid)} {done}")
@@ -50,7 +52,7 @@ def _act(ctx: click.Context, ticket: str, build: Build, done: str) -> None:
 @handles_errors
 def tickets_resolve(ctx: click.Context, ticket: str, note_text: str | None) -> None:
     """Mark a ticket resolved (a customer reply reopens it)."""
-    _act(ctx, ticket, lambda t, by, p: desk.resolve(t, by, note_text, p), "resolved")
+    _act(ctx, ticket, lambda t, by, p, _now: desk.resolve(t, by, note_text, p), "resolved")
 
 
 @tickets.command("close")
@@ -59,7 +61,7 @@ def tickets_resolve(ctx: click.Context, ticket: str, note_text: str | None) -> N
 @handles_errors
 def tickets_close(ctx: click.Context, ticket: str) -> None:
     """Close a ticket (a reply after the reopen window opens a new, linked one)."""
-    _act(ctx, ticket, lambda t, by, p: desk.close(t, by, p), "closed")
+    _act(ctx, ticket, lambda t, by, p, _now: desk.close(t, by, p), "closed")
 
 
 @tickets.command("reopen")
@@ -69,8 +71,7 @@ def tickets_close(ctx: click.Context, ticket: str) -> None:
 @handles_errors
 def tickets_reopen(ctx: click.Context, ticket: str, reason: str) -> None:
     """Reopen a resolved or closed ticket."""
-    now = SystemClock().now()
-    _act(ctx, ticket, lambda t, by, p: desk.reopen(t, by, reason, now, p), "reopened")
+    _act(ctx, ticket, lambda t, by, p, now: desk.reopen(t, by, reason, now, p), "reopened")
 
 
 @tickets.command("assign")
@@ -81,12 +82,11 @@ def tickets_reopen(ctx: click.Context, ticket: str, reason: str) -> None:
 @handles_errors
 def tickets_assign(ctx: click.Context, ticket: str, group: str, reason: str | None) -> None:
     """Give a ticket to GROUP (one of the groups in the rules' groups.yaml)."""
-    settings, _ = _open_db(ctx)
-    known = frozenset(load_rules(settings.rules_path).groups)
+    known = frozenset(load_rules(_settings(ctx).rules_path).groups)
     if group not in known:
         fail(f"unknown group {group!r} (known: {', '.join(sorted(known))})", EXIT_CONFIG)
     _act(ctx, ticket,
-         lambda t, by, p: desk.assign(t, group, known, by, reason, p),
+         lambda t, by, p, _now: desk.assign(t, group, known, by, reason, p),
          f"assigned to {group}")
 
 
@@ -97,7 +97,7 @@ def tickets_assign(ctx: click.Context, ticket: str, group: str, reason: str | No
 @handles_errors
 def tickets_note(ctx: click.Context, ticket: str, text: str) -> None:
     """Add an internal note to a ticket's event trail (no mail is sent)."""
-    _act(ctx, ticket, lambda t, by, _p: desk.note(t, text, by), "noted")
+    _act(ctx, ticket, lambda t, by, _p, _now: desk.note(t, text, by), "noted")
 
 
 @quarantine.command("release")
