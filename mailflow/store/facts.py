@@ -1,7 +1,7 @@
 """What a decision needs from the store, read in a few indexed queries per batch.
 
 On PostgreSQL the rows a decision depends on are locked for the rest of the
-transaction: the candidate tickets (``FOR UPDATE``, in id order) and each sender's
+transaction: the candidate tickets (``FOR NO KEY UPDATE``, in id order) and each sender's
 acknowledgment budget (a transaction-scoped advisory lock per address, in address
 order). A second worker deciding about the same ticket or sender waits for the first
 to commit and then reads what it wrote, so two daemons never act on stale facts and
@@ -71,7 +71,7 @@ def ticket_facts(s: Session, ids: Iterable[int], lock: bool = True) -> dict[int,
                     Ticket.category)
              .where(Ticket.id.in_(chunk)).order_by(Ticket.id))
         if locking:
-            q = q.with_for_update(of=Ticket)
+            q = q.with_for_update(of=Ticket, key_share=True)
         rows = s.execute(q).all()
         for tid, addr in s.execute(select(Participant.ticket_id, Participant.address)
                                    .where(Participant.ticket_id.in_(chunk))):

@@ -363,6 +363,15 @@ class _Writer:
     def _update_tickets(self) -> None:
         conn = self.s.connection()
         tid = bindparam("tid")
+        touched = sorted({*self.reopens, *self.raises, *self.responded, *self.columns})
+        if touched and conn.dialect.name == "postgresql":
+            # Row locks in one order (ticket id) before any update: two writers touching
+            # the same tickets in another order wait for each other instead of
+            # deadlocking. NO KEY UPDATE, as an UPDATE takes it: inserts of events that
+            # merely reference a ticket are not blocked.
+            for chunk in chunks(touched):
+                conn.execute(select(_T.c.id).where(_T.c.id.in_(chunk)).order_by(_T.c.id)
+                             .with_for_update(key_share=True))
         if self.reopens:
             conn.execute(_T.update().where(_T.c.id == tid).values(
                 reopen_count=_T.c.reopen_count + bindparam("n")),

@@ -152,11 +152,6 @@ def test_without_the_locks_two_daemons_can_exceed_the_ack_limit() -> None:
     assert max(seen) > limit, f"acknowledgments without locks: {seen}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tickets.apply updates tickets statement by statement in effect order (reopens, then "
-    "raises, then columns) without locking them in a fixed order first; ingest and the "
-    "desk lock their tickets in id order beforehand (store.facts.ticket_facts), other "
-    "callers of apply on several tickets can deadlock"))
 def test_apply_to_two_tickets_in_crossed_order_does_not_deadlock(pg_url: str) -> None:
     a, b = _open_tickets(pg_url, 2)
     reports = _run(workers.apply_crossed, [(pg_url, a, b, 300), (pg_url, b, a, 300)])
