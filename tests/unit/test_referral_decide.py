@@ -329,3 +329,12 @@ def test_waiting_on_the_customer_ends_when_the_customer_writes() -> None:
     fx = _decide(_prep(raw), _referred(status=str(Status.WAITING)))
     assert _kinds(fx) == ["SetStatus:referred", "Note:customer-message", "AddMessage",
                           "QueueMail:relay"]
+
+
+def test_the_fast_subject_path_agrees_with_subjects_base_subject() -> None:
+    from mailflow.subjects import base_subject
+    from mailflow.tickets.decide import _base_subject
+
+    for s in ["printer", " printer - ", "Re: x [SUP-1]", "a  b", "x\ty", "-", "", "[SUP-2]",
+              "Fwd: AW: y", "über drucker", "a - b", "ends with -"]:
+        assert _base_subject(s, "SUP") == base_subject(s, "SUP"), s
