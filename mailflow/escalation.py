@@ -12,10 +12,10 @@ so a step fires once per ticket and clock episode, also across restarts and work
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from mailflow.classify.groups import FRONTLINE, GroupsConfig
+from mailflow.classify.groups import FRONTLINE, Group, GroupsConfig
 from mailflow.escalation_chain import DueStep, EscalationConfig
 from mailflow.linking import TicketFacts
 from mailflow.slaclock import TicketClocks
@@ -181,4 +181,63 @@ def request_effects(event_id: int, asked_at: datetime, c: StepContext) -> list[E
          "escalation request to the front-line lead")
     mail(OutboxKind.CUSTOMER_NOTICE, "status-commitments", t.requester,
          "status update: the times we committed to", customer=customer)
+    return fx
+
+
+# The longest a ticket may be snoozed (#snooze): attention drawn to aged tickets comes
+# back, snoozing is not a way to make a ticket disappear.
+MAX_SNOOZE = timedelta(days=7)
+
+
+def snooze_effects(t: TicketFacts, until: datetime, reason: str, actor: str,
+                   now: datetime) -> list[Effect]:
+    """``#snooze 1d reason``: no automatic escalation until then (capped)."""
+    capped = min(until, now + MAX_SNOOZE)
+    note = "" if capped == until else f" (capped at {MAX_SNOOZE.days} days)"
+    return [Note(t.id, EventKind.NOTE, f"snoozed until {capped.isoformat()}{note}: {reason}",
+                 actor, now, {"what": "snoozed", "until": capped.isoformat(),
+                              "reason": reason})]
+
+
+def manual_effects(t: TicketFacts, group: Group | None, reason: str, actor: str,
+                   now: datetime, groups: GroupsConfig, tier: TierPolicy, token: str,
+                   management: tuple[str, ...] = ()) -> list[Effect]:
+    """A person escalates (``#escalate [GROUP] reason`` or ``tickets escalate``): the
+    event the digest counts, the referral to GROUP when one is named (else the
+    front-line lead decides where), and the customer told."""
+    frontline = groups.frontline
+    fx: list[Effect] = [Note(t.id, EventKind.ESCALATED, f"escalated by {actor}: {reason}",
+                             actor, now, {"step": "manual", "chain": "manual", "clock": None,
+                                          "episode": 0, "late": False, "by": actor,
+                                          "group": group.name if group else None,
+                                          "actions": ["refer" if group else "notify-leader"],
+                                          "reason": reason})]
+    if group is not None and referable(group):
+        fx += refer(t, group, f"escalated: {reason}", actor, actor, token, now, tier,
+                    tell_customer=False).effects
+    owner = group or groups.get(t.owner_group) or frontline
+    step = {"name": "escalated by hand", "description": f"{actor}: {reason}",
+            "reason": reason, "late": False, "chain": "manual"}
+    context: dict[str, Any] = {"subject": t.subject, "ticket": ticket_ctx(t, tier),
+                               "step": step, "clock": {"kind": "", "due": None,
+                                                       "target": None, "policy": None},
+                               "owner": group_ctx(owner),
+                               "support_address": tier.support_address}
+    for addr, role in ((frontline.leader, "front-line lead"),
+                       *((m, "management") for m in management)):
+        if addr and addr != actor:
+            fx.append(QueueMail(MailRequest(
+                kind=OutboxKind.NOTICE, template="escalation-notice", recipient=addr,
+                ticket=t.id, token=t.reply_token, auto_submitted="auto-generated",
+                context={**context, "role": role}),
+                summary=f"escalated by {actor}: {role} {addr}"))
+    if t.requester:
+        fx.append(QueueMail(MailRequest(
+            kind=OutboxKind.CUSTOMER_NOTICE, template="status-escalated",
+            recipient=t.requester, ticket=t.id, token=t.reply_token,
+            auto_submitted="auto-generated",
+            context={**context, "owner": group_ctx(owner), "role": "customer",
+                     "customer": {"name": "", "address": t.requester},
+                     "next_update": None}),
+            summary="status update: escalated"))
     return fx

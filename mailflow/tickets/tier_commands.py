@@ -16,6 +16,7 @@ from typing import Any
 from mailflow import commands as cmd
 from mailflow.authorise import Writer as Author
 from mailflow.classify.groups import FRONTLINE, Group
+from mailflow.escalation import manual_effects, snooze_effects
 from mailflow.linking import LinkDecision, ReferralFacts, TicketFacts
 from mailflow.parse import Incoming
 from mailflow.tickets import EventKind, OutboxKind, Status
@@ -95,11 +96,17 @@ class Commands:
                     what = "cause" if isinstance(c, cmd.Cause) else "prevention"
                     self.fx.append(Note(t.id, EventKind.NOTE, f"{what}: {x}", self.actor,
                                         self.received, {"what": what, "text": x}))
-                case cmd.Escalate() | cmd.Snooze():
-                    self.fx.append(Note(t.id, EventKind.NOTE, f"{c.written} (recorded; "
-                                        "escalation and snooze are not automated yet)",
-                                        self.actor, self.received,
-                                        {"what": c.written.split()[0].lstrip("#").lower()}))
+                case cmd.Escalate(group=g, reason=r):
+                    target = p.groups.get(g) if g else None
+                    self.fx += manual_effects(self.t, target, r, self.actor, self.received,
+                                              p.groups, p, self.new_token())
+                    if target is not None and referable(target):
+                        referred = True
+                        self.t = replace(self.t, owner_group=target.name,
+                                         status=str(Status.REFERRED))
+                        self.ref = None
+                case cmd.Snooze(until=until, reason=r):
+                    self.fx += snooze_effects(self.t, until, r, self.actor, self.received)
                 case cmd.Internal():
                     pass
         if (eta or nxt) and self.ref is not None:

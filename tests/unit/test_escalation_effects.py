@@ -1,0 +1,92 @@
+"""What escalation steps, people's escalations and snoozes do to a ticket: pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailflow.classify.groups import load_groups
+from mailflow.escalation import (
+    MAX_SNOOZE,
+    StepContext,
+    manual_effects,
+    snooze_effects,
+    step_effects,
+)
+from mailflow.escalation_chain import due_steps, load_escalation
+from mailflow.linking import TicketFacts
+from mailflow.sla_history import EventRow, facts_of
+from mailflow.sla_policy import load_sla
+from mailflow.slaclock import Snoozed, ticket_clocks
+from mailflow.tickets import EventKind, OutboxKind
+from mailflow.tickets.effects import MailRequest, Note, QueueMail, Refer, SetSeverity
+from mailflow.tickets.referral import TierPolicy
+
+RULES = Path(__file__).resolve().parents[2] / "rules"
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # Wednesday
+GROUPS = load_groups(RULES)
+TIER = TierPolicy("support@example.test", GROUPS, UTC, {1: "critical", 2: "high", 3: "normal"})
+T = TicketFacts(7, "open", "abcdefghijkm", None, frozenset({"c@x.test"}), 3, "tier2",
+                "c@x.test", "Printer", "technical")
+
+
+def _mails(fx: list[object]) -> list[MailRequest]:
+    return [e.request for e in fx if isinstance(e, QueueMail)]
+
+
+def test_person_escalates_to_a_group_refers_and_tells_everyone() -> None:
+    fx = manual_effects(T, GROUPS.get("vendor-acme"), "disk firmware bug", "ann.agent@x",
+                        NOW, GROUPS, TIER, "tok000000001", ("service-manager@example.test",))
+    assert isinstance(fx[0], Note) and fx[0].kind == EventKind.ESCALATED
+    assert fx[0].data["by"] == "ann.agent@x" and fx[0].data["group"] == "vendor-acme"
+    assert any(isinstance(e, Refer) and e.group == "vendor-acme" for e in fx)
+    kinds = [(m.kind, m.recipient) for m in _mails(fx)]
+    assert (OutboxKind.REFERRAL, "support@acme.example") in kinds
+    assert (OutboxKind.NOTICE, "helpdesk-lead@example.test") in kinds
+    assert (OutboxKind.NOTICE, "service-manager@example.test") in kinds
+    assert (OutboxKind.CUSTOMER_NOTICE, "c@x.test") in kinds
+
+
+def test_person_escalates_without_group_lets_the_lead_decide() -> None:
+    fx = manual_effects(T, None, "customer very unhappy", "bob.agent@x", NOW, GROUPS, TIER,
+                        "tok000000001")
+    assert not any(isinstance(e, Refer) for e in fx)
+    assert [m.recipient for m in _mails(fx) if m.kind == OutboxKind.NOTICE] == [
+        "helpdesk-lead@example.test"]
+
+
+def test_snooze_is_capped_and_holds_automatic_steps() -> None:
+    [note] = snooze_effects(T, NOW + timedelta(days=30), "waiting for the vendor", "tom@x", NOW)
+    assert isinstance(note, Note) and note.data["what"] == "snoozed"
+    assert datetime.fromisoformat(note.data["until"]) == NOW + MAX_SNOOZE
+    events = [EventRow("opened", NOW - timedelta(days=3),
+                       {"severity": 3, "category": "technical", "owner_group": "tier2"}),
+              EventRow("note", NOW, dict(note.data))]
+    facts = facts_of(events, "c@x.test", {})
+    assert any(isinstance(f, Snoozed) for f in facts)
+    sla = load_sla(RULES, tz=UTC)
+    esc = load_escalation(RULES)
+    tc = ticket_clocks(facts, sla, NOW + timedelta(hours=1))
+    assert due_steps(esc, tc, set(), NOW + timedelta(hours=1)) == []
+    after = NOW + MAX_SNOOZE + timedelta(hours=1)
+    tc = ticket_clocks(facts, sla, after)
+    assert due_steps(esc, tc, set(), after)  # attention comes back when it ends
+
+
+def test_due_step_actions_become_effects() -> None:
+    sla = load_sla(RULES, tz=UTC)
+    esc = load_escalation(RULES)
+    events = [EventRow("opened", NOW - timedelta(days=3),
+                       {"severity": 3, "category": "technical", "owner_group": "tier2"})]
+    tc = ticket_clocks(facts_of(events, "c@x.test", {}), sla, NOW)
+    due = due_steps(esc, tc, set(), NOW)
+    assert due, "a three-day-old unanswered ticket has due steps"
+    ctx = StepContext(T, NOW - timedelta(days=3), tc, GROUPS, esc, TIER, NOW)
+    fx = step_effects(due[0], ctx, "tok000000002")
+    assert isinstance(fx[0], Note) and fx[0].kind == EventKind.ESCALATED
+    assert fx[0].data["age_seconds"] == 3 * 86400
+    assert all(m.dedupe_key and m.dedupe_key.startswith("esc:{ticket}:") for m in _mails(fx))
+    raise_step = [d for d in due if any(a.kind == "raise-severity" for a in d.step.actions)]
+    for d in raise_step:
+        assert any(isinstance(e, SetSeverity) and e.severity == 2
+                   for e in step_effects(d, ctx, "tok000000003"))
