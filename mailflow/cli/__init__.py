@@ -25,6 +25,7 @@ from mailflow.cli.db import db
 from mailflow.cli.demo import demo
 from mailflow.cli.desk import tickets_resolve as _desk  # noqa: F401 - registers the desk commands
 from mailflow.cli.digest import digest
+from mailflow.cli.escalate import tickets_escalate as _esc  # noqa: F401 - registers it
 from mailflow.cli.export import COMMANDS as EXPORT_COMMANDS
 from mailflow.cli.init import init
 from mailflow.cli.outbox import outbox
