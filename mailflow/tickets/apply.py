@@ -67,7 +67,7 @@ from mailflow.tickets.effects import (
     SkipAck,
     SuppressAddress,
 )
-from mailflow.tickets.referral_rows import ReferralWrites, history
+from mailflow.tickets.referral_rows import ReferralWrites, attach_originals, history
 
 _T = Ticket.__table__
 _O = OutboxRow.__table__
@@ -316,7 +316,12 @@ class _Writer:
             insert_many(s, Attachment, att_rows)
         self.refs.write(s, fix, self.now)
         if self.outbox:
-            insert_many(s, OutboxRow, [self._outbox_row(q, row, fix) for q, row in self.outbox])
+            rows = [self._outbox_row(q, row, fix) for q, row in self.outbox]
+            attaching = [r for r in rows if "attach_messages" in r["context"]]
+            if attaching:
+                attach_originals(s, attaching,
+                                 {m["dedupe_key"]: m["raw"] for m, _ in self.messages})
+            insert_many(s, OutboxRow, rows)
             out.queued = len(self.outbox)
         if self.events:
             for ev in self.events:

@@ -5,6 +5,7 @@ Kept apart so the one writer stays readable; only :func:`apply` calls into here.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from mailflow.store.db import insert_many
+from mailflow.store.db import chunks, insert_many
 from mailflow.store.models import Participant, Referral, StoredMessage
 from mailflow.tickets import EventKind
 from mailflow.tickets.effects import AcceptReferral, RecordCaseRef, Refer, SetEta
@@ -109,3 +110,37 @@ def history(s: Session, ticket_id: int, ctx: dict[str, Any], tz_name: str) -> No
                        "who": f"{r.from_name} <{r.from_addr}>" if r.from_name else r.from_addr,
                        "text": r.new_text[:4000]} for r in rows[-20:]]
     ctx["attach_messages"] = [r.dedupe_key for r in rows if r.from_addr in customers][-10:]
+
+
+# Originals attached to one mail at most (the rest are on the ticket, and named).
+ATTACH_LIMIT = 10_000_000
+
+
+def attach_originals(s: Session, rows: list[dict[str, Any]], local: dict[str, bytes]) -> None:
+    """Put the raw bytes of the messages each row attaches (``attach_messages``: dedupe
+    keys) into its context as ``attach_raw`` (base64), for the renderer, which has no
+    database: messages stored in this very apply come from ``local``, the others in one
+    query. Rows are rare (referrals and relays), so this costs ingest nothing."""
+    wanted = {k for row in rows for k in row["context"].get("attach_messages", ())}
+    if not wanted:
+        return
+    raws = {k: local[k] for k in wanted if k in local}
+    missing = sorted(wanted - raws.keys())
+    for chunk in chunks(missing):
+        for key, raw in s.execute(select(StoredMessage.dedupe_key, StoredMessage.raw)
+                                  .where(StoredMessage.dedupe_key.in_(chunk))):
+            raws[key] = raw
+    for row in rows:
+        ctx = row["context"]
+        total, out, left = 0, [], []
+        for k in ctx.get("attach_messages", ()):
+            raw = raws.get(k)
+            if raw is None or total + len(raw) > ATTACH_LIMIT:
+                left.append(k)
+                continue
+            total += len(raw)
+            out.append(base64.b64encode(raw).decode("ascii"))
+        if out:
+            ctx["attach_raw"] = out
+        if left:
+            ctx["attach_left_out"] = len(left)
