@@ -10,7 +10,7 @@ connections share one transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import URL, Engine, event
@@ -21,11 +21,14 @@ T = TypeVar("T")
 
 
 class GroupCommit(Generic[T]):
-    """``await gc.add(item)`` returns once ``record`` (run in a thread, with every item
-    waiting at that moment) has committed it; raises what ``record`` raised."""
+    """``await gc.add(item)`` returns once ``record`` (run off the event loop by
+    ``run_in``, with every item waiting at that moment) has committed it; raises what
+    ``record`` raised."""
 
-    def __init__(self, record: Callable[[list[T]], None]):
+    def __init__(self, record: Callable[[list[T]], None],
+                 run_in: Callable[..., Awaitable[None]]):
         self.record = record
+        self.run_in = run_in
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -41,7 +44,7 @@ class GroupCommit(Generic[T]):
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    await asyncio.to_thread(self.record, [item for item, _ in batch])
+                    await self.run_in(self.record, [item for item, _ in batch])
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the error
                     for _, fut in batch:
                         fut.set_exception(exc)

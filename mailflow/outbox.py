@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker, undefer
@@ -39,6 +40,7 @@ from mailflow.tickets import EventKind, event
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 PENDING, SENDING, SENT, FAILED, DROPPED = "pending", "sending", "sent", "failed", "dropped"
 # Mail to customers stops after a permanent failure; tier and staff mail is not ours
 # to suppress that way.
@@ -141,6 +143,10 @@ class OutboxSender:
         # "Sent" marks commit without waiting for the disk (see relaxed_engine).
         self._marks_engine = relaxed_engine(sessions.kw["bind"])
         self._marks = session_factory(self._marks_engine)
+        # Every database write of the sender runs on this one thread, in order: its
+        # connections never wait on each other for SQLite's write lock (whose busy
+        # handler sleeps in steps of up to 100 ms).
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="outbox-db")
 
     def start(self) -> None:
         """Boot the render worker (the daemon does at start-up; otherwise the first
@@ -149,38 +155,38 @@ class OutboxSender:
 
     def close(self) -> None:
         self.renderer.close()
+        self._db.shutdown()
         self._marks_engine.dispose()
+
+    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def deliver_due(self, limit: int = 20) -> DeliveryReport:
         """One pass: every row due now (including rows that become due during the pass),
         over ``smtp.connections`` connections, each claiming ``limit`` rows at a time."""
         report = DeliveryReport()
-        marks: _Marks = GroupCommit(lambda sent: self._record_sent(sent, report))
-        claims = asyncio.Lock()
-        await asyncio.gather(*(self._connection(report, marks, claims, limit)
+        marks: _Marks = GroupCommit(lambda sent: self._record_sent(sent, report), self._in_db)
+        await asyncio.gather(*(self._connection(report, marks, limit)
                                for _ in range(self.settings.smtp.connections)))
         return report
 
-    async def _batch(self, report: DeliveryReport, claims: asyncio.Lock,
-                     limit: int) -> list[OutboxRow]:
+    async def _batch(self, report: DeliveryReport, limit: int) -> list[OutboxRow]:
         """Claim, render and store the next rows to send; [] when nothing is due."""
         while True:
-            async with claims:  # one claim at a time here: no waiting on the DB's lock
-                ids = await asyncio.to_thread(claim, self.sessions, self.clock.now(),
-                                              self.settings.outbox.lease, limit)
+            ids = await self._in_db(claim, self.sessions, self.clock.now(),
+                                    self.settings.outbox.lease, limit)
             if not ids:
                 return []
-            rows = await asyncio.to_thread(self._prepare, ids, report)
+            rows = await self._in_db(self._prepare, ids, report)
             todo = [r for r in rows if r.raw is None]
             if todo:
                 rendered = await self.renderer.render(todo, self.clock.now())
-                await asyncio.to_thread(self._store, todo, rendered, report)
+                await self._in_db(self._store, todo, rendered, report)
             ready = [r for r in rows if r.raw is not None]
             if ready:
                 return ready
 
-    async def _connection(self, report: DeliveryReport, marks: _Marks, claims: asyncio.Lock,
-                          limit: int) -> None:
+    async def _connection(self, report: DeliveryReport, marks: _Marks, limit: int) -> None:
         """One SMTP connection: send a batch while the next is claimed and rendered,
         until nothing is due or the connection keeps failing (its back-off is its own;
         the rows it could not send go back to the queue for the other connections)."""
@@ -188,35 +194,35 @@ class OutboxSender:
         held: list[OutboxRow] = []  # claimed and rendered, not yet handed to the server
         ahead: asyncio.Task[list[OutboxRow]] | None = None
         try:
-            held = await self._batch(report, claims, limit)
+            held = await self._batch(report, limit)
             while held and failures < _CONNECTION_TRIES:
                 try:
                     async with self.transport() as smtp:
                         while held and failures < _CONNECTION_TRIES:
-                            ahead = asyncio.create_task(self._batch(report, claims, limit))
+                            ahead = asyncio.create_task(self._batch(report, limit))
                             failures = await self._send_all(smtp, held, report, marks,
                                                              failures)
                             held += await ahead
                             ahead = None
                 except DeliveryError as exc:  # could not connect or log in: these wait
                     log.warning("SMTP unavailable, %d mail(s) wait: %s", len(held), exc)
-                    await asyncio.to_thread(self._record_failure, held, exc, report)
+                    await self._in_db(self._record_failure, held, exc, report)
                     held = []
                 except _Dropped:
                     if ahead is not None:
                         held += await ahead
                         ahead = None
-                    await asyncio.to_thread(release, self.sessions, [r.id for r in held])
+                    await self._in_db(release, self.sessions, [r.id for r in held])
                     held = []
                     if failures < _CONNECTION_TRIES:
                         await asyncio.sleep(_CONNECTION_PAUSE * 2 ** (failures - 1))
-                        held = await self._batch(report, claims, limit)
+                        held = await self._batch(report, limit)
         finally:
             if ahead is not None:
                 # Stopped by an error or cancelled: rows it claimed wait for their lease.
                 ahead.cancel()
             if held:
-                await asyncio.to_thread(release, self.sessions, [r.id for r in held])
+                await self._in_db(release, self.sessions, [r.id for r in held])
 
     async def _send_all(self, smtp: SmtpTransport, held: list[OutboxRow],
                         report: DeliveryReport, marks: _Marks, failures: int) -> int:
@@ -229,7 +235,7 @@ class OutboxSender:
             try:
                 answer = await smtp.send(row.mail_from, row.recipient, row.raw)
             except DeliveryError as exc:
-                await asyncio.to_thread(self._record_failure, [row], exc, report)
+                await self._in_db(self._record_failure, [row], exc, report)
                 if exc.permanent:
                     continue
                 failures += 1
