@@ -32,6 +32,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -235,6 +236,52 @@ def mailflow_once(work: Path, imap_port: int, smtp_port: int, connections: int,
     return secs, res, url
 
 
+def peak_rss(work: Path, imap_port: int, smtp_port: int, connections: int) -> None:
+    """`mailflow run --once` as a user runs it (its own process, the CLI) on a fresh
+    database; prints the peak RSS (VmHWM) of it and of each worker process it starts."""
+    cfg = work / "rss.yaml"
+    cfg.write_text(
+        f"database: sqlite:///{work / 'rss.db'}\nsupport_address: {SUPPORT}\n"
+        f"rules_dir: {ROOT / 'rules'}\n"
+        f"imap: {{host: 127.0.0.1, port: {imap_port}, security: none, username: {SUPPORT},"
+        f" password_env: MAILFLOW_IMAP_PASSWORD, backlog: acknowledge}}\n"
+        f"smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none,"
+        f" connections: {connections}}}\n")
+    exe = [sys.executable, "-m", "mailflow", "--config", str(cfg)]
+    subprocess.run([*exe, "db", "upgrade"], check=True, capture_output=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*exe, "run", "--once"], stdout=subprocess.PIPE)
+    peak: dict[int, tuple[str, int]] = {}
+    while proc.poll() is None:
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            what = "mailflow run --once" if pid == proc.pid else cmd.decode()[-60:]
+            peak[pid] = (what, max(kb, peak.get(pid, ("", 0))[1]))
+        time.sleep(0.2)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    print(f"{time.perf_counter() - t0:.1f}s: {out.strip()}")
+    for pid, (what, kb) in sorted(peak.items()):
+        print(f"  peak RSS {kb / 1024:6.1f} MiB  pid {pid}: {what}")
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def sent_mails(url: str) -> tuple[list[tuple[str, str, bytes]], dict[str, int]]:
     """What mailflow sent, as raw SMTP input with a header renamed (same size), and how
     many of each kind."""
@@ -258,6 +305,8 @@ def main() -> None:
     ap.add_argument("--connections", default="1,4",
                     help="smtp.connections values to run mailflow with (comma-separated)")
     ap.add_argument("--sink-connections", type=int, default=4)
+    ap.add_argument("--rss", action="store_true",
+                    help="only: peak RSS of `mailflow run --once` into the sink")
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     n_raw = max([*conns, args.sink_connections])
@@ -279,6 +328,10 @@ def main() -> None:
         avg = sum(map(len, mailbox)) / len(mailbox)
         print(f"mailbox: {len(mailbox)} messages (avg {avg:.0f} bytes), "
               f"{args.customers} customers; load: {os.getloadavg()}")
+        if args.rss:
+            del mailbox
+            peak_rss(work, stack.imap_port, sink["smtp"], args.sink_connections)
+            return
         n, fetch_secs = raw_fetch_rate(stack)
         rows.append(("raw FETCH BODY.PEEK[] (1 connection)", n / fetch_secs, None, ""))
 
