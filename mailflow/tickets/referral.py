@@ -80,12 +80,15 @@ def _human(td: timedelta) -> str:
 
 
 def customer_mail(t: TicketFacts, p: TierPolicy, template: str, summary: str,
-                  **ctx: Any) -> list[Effect]:
-    """One status update to the ticket's customer, with the ticket's own token."""
+                  kind: OutboxKind = OutboxKind.STATUS_UPDATE, **ctx: Any) -> list[Effect]:
+    """One status update to the ticket's customer, with the ticket's own token. A
+    person's answer (relayed, accepted, resolved) is a STATUS_UPDATE and counts as a
+    response for the SLA clocks; a procedural notice (referred) is a CUSTOMER_NOTICE
+    and does not."""
     if not t.requester:
         return []
     return [QueueMail(MailRequest(
-        kind=OutboxKind.STATUS_UPDATE, template=template, recipient=t.requester,
+        kind=kind, template=template, recipient=t.requester,
         ticket=t.id, token=t.reply_token, auto_submitted="auto-generated",
         context={"subject": t.subject, "ticket": ticket_ctx(t, p),
                  "customer": {"name": "", "address": t.requester},
@@ -142,6 +145,7 @@ def refer(t: TicketFacts, group: Group, reason: str, by: str, actor: str, token:
     if tell_customer:
         fx += customer_mail(after, p, "status-referred",
                             f"status update: referred to {group.name}",
+                            kind=OutboxKind.CUSTOMER_NOTICE,
                             group=group_ctx(group),
                             next_update=p.when(now + obj.update) if obj else None)
     return Referred(fx, after)

@@ -125,7 +125,8 @@ def test_a_rule_that_gives_a_tier_group_refers_at_intake() -> None:
     assert r.context["history"][0]["text"].startswith("Hello")
     assert isinstance(update, QueueMail)
     u = update.request
-    assert (u.kind, u.recipient, u.token) == (OutboxKind.STATUS_UPDATE, CUSTOMER,
+    # A procedural notice, not a person's answer: it stops no SLA clock.
+    assert (u.kind, u.recipient, u.token) == (OutboxKind.CUSTOMER_NOTICE, CUSTOMER,
                                              opened.reply_token)
     assert u.context["next_update"] == "Mon 2026-03-02 19:59 (UTC)"
 
