@@ -41,6 +41,8 @@ def test_folded_quoted_local_part_sends_nothing_to_the_victim(stack: MailStack, 
                                                               make_app) -> None:
     """Item 2: ``"x\\r\\n <victim>"@mallory.test`` is not the victim."""
     app = make_app(stack, db_url)
+    assert stack.relay is not None
+    before = len(stack.relay.received)  # the relay's log spans the whole session
     hostile = (b'From: "x\r\n <' + VICTIM.encode() + b'>"@mallory.test\r\n'
                b"To: support@example.test\r\nSubject: please call me\r\n"
                b"Date: Mon, 05 Jan 2026 09:00:00 +0000\r\n"
@@ -52,8 +54,7 @@ def test_folded_quoted_local_part_sends_nothing_to_the_victim(stack: MailStack, 
     assert len(stack.wait_for(CUSTOMER, 1)) == 1  # the honest customer is answered
     time.sleep(0.3)
     assert stack.messages(VICTIM) == []
-    assert stack.relay is not None
-    assert all(VICTIM not in rcpts for _, rcpts, _ in stack.relay.received)
+    assert all(VICTIM not in rcpts for _, rcpts, _ in stack.relay.received[before:])
 
 
 @contextlib.contextmanager
