@@ -214,3 +214,11 @@ def test_regex_with_uppercase_escapes_keeps_its_meaning(tmp_path: Path) -> None:
     out = load_rules(d).evaluate(_facts(subject="err42 Code!"))
     assert out.matched == ("digits", "nondigits")
     assert load_rules(d).evaluate(_facts(subject="code7")).matched == ()
+
+
+def test_an_impossible_date_is_a_located_problem_not_a_crash() -> None:
+    from mailflow.classify.yamlsource import YamlProblem, load_located
+
+    with pytest.raises(YamlProblem) as e:
+        load_located("a: 1\nholidays: [2026-12-24, 2026-13-01]\n")
+    assert e.value.line == 2 and "not a valid date: 2026-13-01" in e.value.what
