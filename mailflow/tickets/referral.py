@@ -296,11 +296,10 @@ def staff_reply(t: TicketFacts, a: Author, msg: Incoming, d: LinkDecision, recei
                 suppress: str | None, p: TierPolicy, new_token: Callable[[], str]
                 ) -> tuple[list[Effect], TicketFacts]:
     """What a reply from staff (or one claiming a group's token) does besides being
-    stored: its commands act, or it is refused; automatic mail (an out-of-office from
-    the group) never acts and is no forgery either."""
-    if a.may_act and suppress:
-        return [Note(t.id, EventKind.NOTE, f"automatic mail from {a.address} ({suppress}): "
-                     "not acted on", a.address, received)], t
+    stored: its commands act, or it is refused. Automatic mail that may act acts only
+    by its commands and gets nothing back (tier_commands.Commands ``automatic``)."""
     if a.may_act:
-        return tier_reply(t, a, msg, d, received, p, new_token)
+        from mailflow.tickets.tier_commands import Commands
+
+        return Commands(t, a, msg, d, received, p, new_token, automatic=suppress).run()
     return refused(t, a, msg, received, p)

@@ -44,8 +44,13 @@ from mailflow.tickets.referral import (
 
 class Commands:
     def __init__(self, t: TicketFacts, a: Author, msg: Incoming, d: LinkDecision,
-                 received: datetime, p: TierPolicy, new_token: Callable[[], str]):
+                 received: datetime, p: TierPolicy, new_token: Callable[[], str],
+                 automatic: str | None = None):
         self.t = t
+        # RFC 3834 automatic mail (a vendor's ticket system, an out-of-office): its
+        # commands may act, but nothing is mailed back to it, and without commands it
+        # is only kept (an out-of-office text is no update for the customer).
+        self.automatic = automatic
         self.a = a
         self.msg = msg
         self.d = d
@@ -62,8 +67,13 @@ class Commands:
     def run(self) -> tuple[list[Effect], TicketFacts]:
         t, p = self.t, self.p
         parsed = cmd.parse_reply(self.msg.new_text, self.received, p.tz, p.groups.names)
+        if self.automatic and not parsed.has_commands:
+            self.fx.append(Note(t.id, EventKind.NOTE, f"automatic mail from {self.actor} "
+                                f"({self.automatic}) without commands: kept, not relayed",
+                                self.actor, self.received, {"what": "automatic"}))
+            return self.fx, self.t
         self._case_ref()
-        if parsed.has_commands:
+        if parsed.has_commands and not self.automatic:
             self._transcript(parsed)
         if parsed.rejected:
             self.fx.append(Note(t.id, EventKind.NOTE, "mail commands rejected; nothing "

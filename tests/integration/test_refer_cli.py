@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def test_a_person_refers_a_ticket_and_replies_thread_by_the_referral_token(
     # A stored ticket's referral carries its history and the customer's originals.
     assert referral.context["history"][0]["text"].startswith("Hello")
     assert len(referral.context["attach_messages"]) == 1
+    [b64] = referral.context["attach_raw"]  # for the renderer, which has no database
+    assert b"Subject: Printer jams" in base64.b64decode(b64)
     assert rows["status-referred"].recipient == CUSTOMER
 
     # tier2 answers the referral (To: its Reply-To): it threads, as tier2's.

@@ -339,3 +339,12 @@ def test_the_fast_subject_path_agrees_with_subjects_base_subject() -> None:
     for s in ["printer", " printer - ", "Re: x [SUP-1]", "a  b", "x\ty", "-", "", "[SUP-2]",
               "Fwd: AW: y", "über drucker", "a - b", "ends with -"]:
         assert _base_subject(s, "SUP") == base_subject(s, "SUP"), s
+
+
+def test_automatic_mail_from_the_group_acts_only_by_commands_and_gets_nothing_back() -> None:
+    ooo = _prep(_from_tier("I am out of the office until Monday."), suppress="Auto-Submitted")
+    assert _kinds(_decide(ooo, _referred())) == ["AddMessage", "Note:automatic"]
+    system = _prep(_from_tier("#status resolved\nFixed."), suppress="sender is automatic")
+    assert _kinds(_decide(system, _referred(accepted_at=RECEIVED))) == [
+        "AddMessage", "SetStatus:resolved", "QueueMail:status-resolved",
+        "QueueMail:frontline-resolution"]
