@@ -15,6 +15,7 @@ from mailflow.imap import MailboxWatcher
 from mailflow.ingest import Ingestor
 from mailflow.outbox import OutboxSender
 from mailflow.preparepool import PreparePool, resolve_processes
+from mailflow.scheduler import Scheduler
 from mailflow.store.db import make_engine, require_current, session_factory
 
 
@@ -29,6 +30,7 @@ class App:
     ingestor: Ingestor
     sender: OutboxSender
     pool: PreparePool
+    scheduler: Scheduler
 
     def watchers(self) -> list[MailboxWatcher]:
         return [MailboxWatcher(self.settings.imap, mb, self.ingestor, self.rules, self.clock,
@@ -61,4 +63,5 @@ def build(settings: Settings, clock: Clock | None = None, check_schema: bool = T
     # Outgoing mail is rendered in a worker process too, unless parse_processes is 0.
     sender = OutboxSender(settings, sessions, composer, clock,
                           render_processes=min(1, pool.processes))
-    return App(settings, clock, engine, sessions, rules, composer, ingestor, sender, pool)
+    return App(settings, clock, engine, sessions, rules, composer, ingestor, sender, pool,
+               Scheduler(settings, sessions))

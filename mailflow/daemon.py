@@ -1,4 +1,4 @@
-"""The running service: one watcher thread per folder, one sender task, signals.
+"""The running service: one watcher thread per folder, a sender and a scheduler task.
 
 ``run_once`` is burst mode (as arq's): one full cycle of every folder and every due
 mail sent, then return. Tests and ``mailflow run --once`` use it. In both, the sender
@@ -21,12 +21,17 @@ from mailflow.outbox import DeliveryReport
 
 log = logging.getLogger(__name__)
 
+# The scheduler looks at least this often (seconds): tickets that ingest just changed
+# have their clocks computed within it even when nothing else is due.
+SCHEDULER_IDLE = 5.0
+
 
 @dataclass
 class OnceResult:
     fetched: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    escalations: int = 0  # escalation steps fired
 
 
 def run_once(app: App) -> OnceResult:
@@ -58,6 +63,9 @@ async def _once(app: App) -> OnceResult:
                 watcher.close()
             result.fetched += res.fetched
             result.outcomes.update(res.outcomes)
+        # Then every clock and escalation step due now, before the sender's last pass.
+        result.escalations += scheduler_pass(app)
+        poke(0)
 
     async def send() -> None:
         while True:
@@ -79,6 +87,34 @@ async def _once(app: App) -> OnceResult:
         await starting
         await sender
     return result
+
+
+def scheduler_pass(app: App) -> int:
+    """Ticks until nothing is due now; the number of escalation steps fired."""
+    fired = 0
+    while True:
+        res = app.scheduler.tick(app.clock.now())
+        fired += len(res.fired)
+        if res.looked < 1000:  # the tick's limit: more may be due
+            return fired
+
+
+async def _scheduler_loop(app: App, wake_sender: asyncio.Event, stop: asyncio.Event) -> None:
+    """Wake at the next due time (at most every few seconds, so that tickets ingest
+    just changed are looked at soon), fire what is due, wake the sender."""
+    while not stop.is_set():
+        try:
+            if await asyncio.to_thread(scheduler_pass, app):
+                wake_sender.set()
+            nxt = await asyncio.to_thread(app.scheduler.next_wake)
+        except Exception:
+            log.exception("scheduler pass failed; retrying shortly")
+            nxt = None
+        delay = SCHEDULER_IDLE
+        if nxt is not None:
+            delay = min(delay, max(0.0, (nxt - app.clock.now()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(delay, 0.05))
 
 
 async def _sender_loop(app: App, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -135,8 +171,10 @@ async def serve(app: App) -> None:
     log.info("mailflow running: %d folder(s), rules %s", len(watchers),
              app.rules.current.version)
     sender = asyncio.create_task(_sender_loop(app, wake, stop))
+    scheduler = asyncio.create_task(_scheduler_loop(app, wake, stop))
     await stop.wait()
     for t in threads:
         await asyncio.to_thread(t.join, 30)
     await sender
+    await scheduler
     log.info("stopped")

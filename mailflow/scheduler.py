@@ -123,6 +123,10 @@ class Scheduler:
             if t is None or not history or not isinstance(history[0], Opened):
                 next_due.append({"tid": r.id, "due": None})
                 continue
+            if history[0].at > now:
+                # Opened "in the future": the mail server's clock is ahead of ours.
+                next_due.append({"tid": r.id, "due": history[0].at})
+                continue
             tc = ticket_clocks(history, pol.sla, now, accept_within)
             done = fired.get(r.id, set())
             changed = False
@@ -228,4 +232,5 @@ def clocks_of(s: Session, settings: Settings, ticket_id: int, now: datetime,
     history = facts_of(events.get(ticket_id, ()), row.requester, kinds)
     if not history or not isinstance(history[0], Opened):
         return None
-    return ticket_clocks(history, policies.sla, now, policies.accept_within())
+    return ticket_clocks(history, policies.sla, max(now, history[0].at),
+                         policies.accept_within())
