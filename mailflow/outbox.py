@@ -32,6 +32,7 @@ from mailflow.compose import Composer, Envelope
 from mailflow.config import Settings
 from mailflow.groupcommit import GroupCommit, relaxed_engine
 from mailflow.linking import reply_address
+from mailflow.originals import attach_originals
 from mailflow.renderpool import RenderPool
 from mailflow.smtp import DeliveryError, SmtpTransport
 from mailflow.store.db import insert_many, session_factory, transaction
@@ -117,7 +118,11 @@ def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime
         extra_headers=(("X-Mailflow-Ticket", ctx.get("ticket", {}).get("ref", "")),)
         if row.ticket_id is not None else (),
     )
-    return composer.build(row.template, ctx, env).as_bytes()
+    # The customer's originals for a tier group (referral, relay): message/rfc822 parts.
+    originals = ctx.pop("attach_raw", None) or ()
+    msg = composer.build(row.template, ctx, env)
+    attach_originals(msg, originals)
+    return msg.as_bytes()
 
 
 _OUTBOX = OutboxRow.__table__

@@ -106,6 +106,10 @@ def test_referral_lived_end_to_end(stack: MailStack, db_url: str, make_app: Any,
     body = _text(referral)
     assert "every query takes a minute" in body and "accept within" in body
     assert "rules database" in body
+    # The customer's original, byte for byte, as message/rfc822.
+    [att] = list(r.iter_attachments())
+    assert att.get_content_type() == "message/rfc822"
+    assert att.get_content()["Message-ID"] == _msg(original)["Message-ID"]
     # The customer: the acknowledgment and which team has it now.
     got = stack.wait_for(CUSTOMER, 2)
     assert len(got) == 2
@@ -136,6 +140,8 @@ def test_referral_lived_end_to_end(stack: MailStack, db_url: str, make_app: Any,
     _cycle(app)
     relayed = stack.wait_for(TIER2, 3)[2]
     assert "now it times out" in _text(relayed)
+    assert [a.get_content_type() for a in _msg(relayed).iter_attachments()] == [
+        "message/rfc822"]
     assert _msg(relayed)["Reply-To"] == f"support+1.{ref.token}@example.test"
 
     # tier2 resolves, answering the relayed mail.
