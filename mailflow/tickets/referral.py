@@ -199,15 +199,18 @@ def writer_for(a: Author) -> Writer:
 
 
 def refused(t: TicketFacts, a: Author, msg: Incoming, received: datetime,
-            p: TierPolicy) -> tuple[list[Effect], TicketFacts]:
-    """A mail that may not act: a Note with the reason, and the leader told once."""
-    fx: list[Effect] = [Note(t.id, EventKind.NOTE, f"commands not allowed: {a.why}",
+            p: TierPolicy, claims_token: bool = True) -> tuple[list[Effect], TicketFacts]:
+    """A mail that may not act: a Note with the reason, and the leader told once when
+    it tried to (command lines) or carried a group's token from a wrong sender. A
+    colleague's plain words without a token are kept without alarming anyone."""
+    lines = [ln.strip() for ln in msg.new_text.split("\n") if ln.strip().startswith("#")]
+    what = "commands not allowed" if lines else "kept as a plain message"
+    fx: list[Effect] = [Note(t.id, EventKind.NOTE, f"{what}: {a.why}",
                              a.address or "(unknown sender)", received,
                              {"what": "refused", "sender": a.address, "group": a.group})]
     key = f"forged:{t.id}"
-    if a.notify and key not in t.sent_keys:
+    if a.notify and key not in t.sent_keys and (lines or claims_token):
         g = p.groups.get(t.referral.group if t.referral else a.group) or p.groups.frontline
-        lines = [ln.strip() for ln in msg.new_text.split("\n") if ln.strip().startswith("#")]
         fx.append(QueueMail(MailRequest(
             kind=OutboxKind.NOTICE, template="forged-command-notice", recipient=a.notify,
             ticket=t.id, dedupe_key="forged:{ticket}", auto_submitted="auto-generated",
@@ -302,4 +305,4 @@ def staff_reply(t: TicketFacts, a: Author, msg: Incoming, d: LinkDecision, recei
         from mailflow.tickets.tier_commands import Commands
 
         return Commands(t, a, msg, d, received, p, new_token, automatic=suppress).run()
-    return refused(t, a, msg, received, p)
+    return refused(t, a, msg, received, p, claims_token=d.token in ("referral", "case"))

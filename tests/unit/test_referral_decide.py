@@ -348,3 +348,12 @@ def test_automatic_mail_from_the_group_acts_only_by_commands_and_gets_nothing_ba
     assert _kinds(_decide(system, _referred(accepted_at=RECEIVED))) == [
         "AddMessage", "SetStatus:resolved", "QueueMail:status-resolved",
         "QueueMail:frontline-resolution"]
+
+
+def test_staff_plain_words_without_a_token_are_kept_without_a_notice() -> None:
+    raw = mail(sender=TOM, subject="Re: Database slow", body="I had a look, seems fine.",
+               headers={"In-Reply-To": "<orig@customer.test>"})
+    [d] = decide_batch([_prep(raw)], StoreFacts(LinkFacts({7: _referred()},
+                                                          {"orig@customer.test": 7})),
+                       POLICY, Source(), NOW)
+    assert _kinds(list(d.effects)) == ["AddMessage", "Note:refused"]
