@@ -99,10 +99,12 @@ def scheduler_pass(app: App) -> int:
             return fired
 
 
-async def _scheduler_loop(app: App, wake_sender: asyncio.Event, stop: asyncio.Event) -> None:
+async def _scheduler_loop(app: App, wake_sender: asyncio.Event, wake: asyncio.Event,
+                          stop: asyncio.Event) -> None:
     """Wake at the next due time (at most every few seconds, so that tickets ingest
     just changed are looked at soon), fire what is due, wake the sender."""
     while not stop.is_set():
+        wake.clear()
         try:
             if await asyncio.to_thread(scheduler_pass, app):
                 wake_sender.set()
@@ -114,7 +116,7 @@ async def _scheduler_loop(app: App, wake_sender: asyncio.Event, stop: asyncio.Ev
         if nxt is not None:
             delay = min(delay, max(0.0, (nxt - app.clock.now()).total_seconds()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(delay, 0.05))
+            await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
 
 
 async def _sender_loop(app: App, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -136,11 +138,14 @@ async def serve(app: App) -> None:
     wake = asyncio.Event()
     thread_stop = threading.Event()
 
+    wake_scheduler = asyncio.Event()
+
     def shutdown() -> None:
         log.info("shutting down: finishing the current batch")
         stop.set()
         thread_stop.set()
         wake.set()
+        wake_scheduler.set()
 
     def reload_rules() -> None:
         log.info("SIGHUP: reloading rules")
@@ -151,7 +156,9 @@ async def serve(app: App) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload_rules)
 
     def poke(_n: int) -> None:
+        # A committed batch: mail to send, and tickets whose clocks changed.
         loop.call_soon_threadsafe(wake.set)
+        loop.call_soon_threadsafe(wake_scheduler.set)
 
     await asyncio.to_thread(app.pool.start)
     await asyncio.to_thread(app.sender.start)
@@ -171,7 +178,7 @@ async def serve(app: App) -> None:
     log.info("mailflow running: %d folder(s), rules %s", len(watchers),
              app.rules.current.version)
     sender = asyncio.create_task(_sender_loop(app, wake, stop))
-    scheduler = asyncio.create_task(_scheduler_loop(app, wake, stop))
+    scheduler = asyncio.create_task(_scheduler_loop(app, wake, wake_scheduler, stop))
     await stop.wait()
     for t in threads:
         await asyncio.to_thread(t.join, 30)

@@ -160,7 +160,8 @@ class MailboxWatcher:
         result.fetched += len(job.batch)
         result.outcomes.update(res.outcomes)
         result.new_outbox += res.new_outbox
-        if res.new_outbox and self.on_outbox:
+        if res.done_uids and self.on_outbox:
+            # Mail to send, or tickets whose clocks the scheduler should look at.
             self.on_outbox(res.new_outbox)
         self._mark(client, res.done_uids)
         result.marked += len(res.done_uids)

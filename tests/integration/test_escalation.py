@@ -306,3 +306,73 @@ def test_referral_not_accepted_in_time_goes_to_the_fallback_once(
     customer = _subjects(stack, CUSTOMER)
     assert any("Re:" in s for s in customer)
     assert sum(b"escalated" in m for m in stack.messages(CUSTOMER)) == 1
+
+
+def test_daemon_killed_between_steps_fires_each_step_once_after_restart(
+        stack: MailStack, sqlite_url: str, tmp_path: Path) -> None:
+    """A real `mailflow run`, real seconds: SIGKILL after the first step, restart."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from email import message_from_bytes
+
+    from mailflow.mailstack import PASSWORD
+    from mailflow.store.db import make_engine
+
+    rules = _rules(tmp_path)
+    (rules / "sla.yaml").write_text(SLA.replace("first_response: 4s", "first_response: 12s"))
+    cfg = tmp_path / "mailflow.yaml"
+    # A short lease: mail the killed daemon had claimed is sent again soon after.
+    cfg.write_text(stack.settings_yaml(sqlite_url, f"rules_dir: {rules}\n"
+                                       "outbox:\n  lease: 2s\n  retry_initial: 1s\n")
+                   .replace("security: none\n", "security: none\n  poll_interval: 1s\n", 1))
+    env = dict(os.environ, MAILFLOW_IMAP_PASSWORD=PASSWORD)
+    exe = [sys.executable, "-m", "mailflow", "--config", str(cfg)]
+    subprocess.run([*exe, "db", "upgrade"], check=True, env=env, capture_output=True)
+    engine = make_engine(sqlite_url)
+
+    def fired() -> list[str]:
+        with engine.connect() as c:
+            return [r[0] for r in c.exec_driver_sql("SELECT step FROM escalation_steps")]
+
+    def start() -> subprocess.Popen[bytes]:
+        log = open(tmp_path / "daemon.log", "ab")  # noqa: SIM115 - the child keeps it
+        return subprocess.Popen([*exe, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    proc = start()
+    try:
+        time.sleep(1.5)
+        stack.append(SUPPORT, [mail(subject="Printer broken", sender=CUSTOMER)])
+        deadline = time.monotonic() + 30
+        while fired() != ["remind"]:
+            assert time.monotonic() < deadline, f"no first step: {fired()}"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc = start()
+        deadline = time.monotonic() + 40
+        while len(fired()) < 3:
+            assert time.monotonic() < deadline, f"steps after restart: {fired()}"
+            time.sleep(0.2)
+        time.sleep(3)  # anything fired twice would show by now
+        stack.wait_for(CUSTOMER, 2, timeout=20)
+        assert sorted(fired()) == ["manager", "missed", "remind"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        engine.dispose()
+
+    def ids(user: str) -> list[str]:
+        return [str(message_from_bytes(m)["Message-ID"]) for m in stack.messages(user)]
+
+    # Counted in the mailboxes by Message-ID: each mail once (a SIGKILL right after an
+    # SMTP 250 may deliver one mail again, with the same Message-ID: docs/design.md).
+    assert len(set(ids("other@example.test"))) == 2  # reminder, missed
+    assert len(set(ids("robot@example.test"))) == 1  # management
+    assert len(set(ids(CUSTOMER))) == 2  # acknowledgment, escalated
+    text = (tmp_path / "daemon.log").read_text()
+    assert text.count("escalation: ticket 1 step remind") == 1
