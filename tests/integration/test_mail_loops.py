@@ -111,7 +111,7 @@ def test_malformed_mail_is_quarantined_raw_and_listed(stack: MailStack, sqlite_u
     cfg = app.settings.base_dir / "mailflow.yaml"
     cfg.write_text(f"database: {app.settings.database}\n")
     out = CliRunner().invoke(main, ["--config", str(cfg), "quarantine", "list"])
-    assert out.exit_code == 0 and "uid" in out.output
+    assert out.exit_code == 0 and "UID" in out.output and "held" in out.output
     raw = CliRunner().invoke(main, ["--config", str(cfg), "quarantine", "show", str(q.id)])
     # Byte for byte what the server holds (Dovecot itself replaced the NUL on APPEND).
     assert raw.stdout_bytes == stack.messages(SUPPORT)[0]
