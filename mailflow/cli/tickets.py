@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,10 +15,12 @@ from mailflow.cli.tables import Col, emit_json, local_time, print_table
 from mailflow.clock import SystemClock
 from mailflow.config import Settings, parse_duration
 from mailflow.store.models import (
+    EscalationStep,
     OutboxRow,
     QuarantinedMessage,
     StoredMessage,
     Ticket,
+    TicketClock,
     TicketEvent,
 )
 from mailflow.tickets import OPEN_STATUSES, Status, parse_ref, ref
@@ -77,16 +79,32 @@ def since_cutoff(text: str, now: datetime, tz: ZoneInfo) -> datetime:
               help="Only this severity (repeat for several).")
 @click.option("--requester", help="Only tickets from this address, or from @domain.")
 @click.option("--since", help="Only tickets opened since: 7d, 4h or 2026-11-01.")
+@click.option("--overdue", is_flag=True, help="Only open tickets with a service-level clock "
+              "past its due time.")
+@click.option("--due-within", "due_within", metavar="DURATION",
+              help="Only open tickets with a clock due within: 30m, 1h, 1d (overdue ones too).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=200, show_default=True)
 @click.pass_context
 @handles_errors
 def tickets_list(ctx: click.Context, only_open: bool, statuses: tuple[str, ...],
                  owner: str | None, severities: tuple[int, ...], requester: str | None,
-                 since: str | None, as_json: bool, limit: int) -> None:
+                 since: str | None, overdue: bool, due_within: str | None, as_json: bool,
+                 limit: int) -> None:
     """List tickets, newest first."""
     settings, sessions = _open_db(ctx)
     q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if overdue or due_within:
+        try:
+            span = parse_duration(due_within) if due_within else timedelta(0)
+        except ValueError as exc:
+            fail(f"--due-within: {exc}", EXIT_CONFIG)
+        # The clocks the scheduler stored: no clock is recomputed here.
+        due = (select(TicketClock.ticket_id)
+               .where(TicketClock.stopped_at.is_(None), TicketClock.due_at.is_not(None),
+                      TicketClock.due_at <= SystemClock().now() + span))
+        q = q.where(Ticket.id.in_(due),
+                    Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
     if only_open:
         q = q.where(Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
     if statuses:
@@ -156,6 +174,19 @@ def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
             for o in s.scalars(select(OutboxRow).where(OutboxRow.ticket_id == tid)
                                .order_by(OutboxRow.id))
         ]
+        data["clocks"] = [
+            {"kind": c.kind, "episode": c.episode, "state": c.state, "policy": c.policy,
+             "started": _iso(c.started_at), "due": _iso(c.due_at),
+             "stopped": _iso(c.stopped_at)}
+            for c in s.scalars(select(TicketClock).where(TicketClock.ticket_id == tid)
+                               .order_by(TicketClock.kind, TicketClock.episode))
+        ]
+        data["escalations"] = [
+            {"chain": e.chain, "step": e.step, "clock": e.clock, "episode": e.episode,
+             "fired_at": _iso(e.fired_at), "late": e.late}
+            for e in s.scalars(select(EscalationStep).where(EscalationStep.ticket_id == tid)
+                               .order_by(EscalationStep.fired_at))
+        ]
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -173,6 +204,18 @@ def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     for e in data["events"]:
         at = local_time(_parse_iso(e["at"]), settings.tz, seconds=True)
         click.echo(f"  {at}  {e['kind']:<18} {e['actor']:<28} {e['summary']}")
+    if data["clocks"]:
+        click.echo("\nService levels:")
+        for c in data["clocks"]:
+            due = local_time(_parse_iso(c["due"]), settings.tz) if c["due"] else "-"
+            click.echo(f"  {c['kind']:<15} #{c['episode']} {c['state']:<9} due {due} "
+                       f"(policy {c['policy']})")
+    if data["escalations"]:
+        click.echo("\nEscalation steps fired:")
+        for st in data["escalations"]:
+            at = local_time(_parse_iso(st["fired_at"]), settings.tz, seconds=True)
+            click.echo(f"  {at}  {st['chain']}/{st['step']} ({st['clock']} "
+                       f"#{st['episode']}){'  [late]' if st['late'] else ''}")
     if data["outbox"]:
         click.echo("\nMail:")
         for o in data["outbox"]:

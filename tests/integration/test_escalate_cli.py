@@ -54,3 +54,12 @@ def test_a_person_escalates_and_sla_commands_show_it(db_url: str, make_app: Any,
     assert overdue.exit_code == 0, overdue.output
     rows = yaml.safe_load(overdue.output)
     assert any(r["ticket"] == "SUP-1" and r["clock"] == "first_response" for r in rows)
+    listed = cli("tickets", "list", "--overdue", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert "SUP-1" in listed.output
+    none_due = cli("tickets", "list", "--due-within", "1h", "--status", "closed")
+    assert none_due.exit_code == 0 and "SUP-1" not in none_due.output
+    shown = cli("tickets", "show", "SUP-1")
+    assert shown.exit_code == 0, shown.output
+    assert "Service levels:" in shown.output and "first_response" in shown.output
+    assert "Escalation steps fired:" in shown.output
