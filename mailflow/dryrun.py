@@ -4,7 +4,9 @@
 have (open a ticket, join SUP-12 and raise its severity, no acknowledgment because of
 the limit) before it arrives. The decision is the one ingest makes
 (:meth:`mailflow.ingest.Ingestor.decide`), inside a transaction that is always rolled
-back: nothing here calls :func:`mailflow.tickets.apply.apply` or commits.
+back: nothing here calls :func:`mailflow.tickets.apply.apply` or commits. On PostgreSQL
+the decision takes the row and advisory locks ingest takes (:mod:`mailflow.store.facts`),
+for the moment of the decision; the rollback releases them.
 
 The configured database is used when it exists and is at the current schema; otherwise
 an empty in-memory store stands in, and :attr:`Store.why_empty` says why, because

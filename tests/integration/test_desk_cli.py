@@ -266,3 +266,26 @@ def test_rules_test_effects_without_a_database_says_so(tmp_path: Path) -> None:
     assert f"effects against an empty store (no database file at {missing})" in res.output
     assert "  effects (new):" in res.output
     assert not missing.exists()
+
+
+def test_rules_test_effects_on_an_outdated_schema_uses_an_empty_store(tmp_path: Path) -> None:
+    from alembic import command
+
+    from mailflow.store.db import alembic_config, head_revision, make_engine
+
+    db = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{db}")
+    command.upgrade(alembic_config(engine), "0001")
+    engine.dispose()
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(yaml.safe_dump({"database": f"sqlite:///{db}",
+                                   "support_address": SUPPORT, "rules_dir": str(RULES)}))
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail())
+    res = CliRunner().invoke(main, ["--config", str(cfg), "rules", "test", "--effects",
+                                    "--json", str(eml)])
+    assert res.exit_code == 0, res.output
+    [item] = json.loads(res.output)
+    assert item["against"] == (f"an empty store (the database schema is 0001, not the "
+                               f"current {head_revision()})")
+    assert item["outcome"] == "new"
