@@ -154,5 +154,5 @@ def test_without_the_locks_two_daemons_can_exceed_the_ack_limit() -> None:
 
 def test_apply_to_two_tickets_in_crossed_order_does_not_deadlock(pg_url: str) -> None:
     a, b = _open_tickets(pg_url, 2)
-    reports = _run(workers.apply_crossed, [(pg_url, a, b, 300), (pg_url, b, a, 300)])
+    reports = _run(workers.apply_crossed, [(pg_url, a, b, 150), (pg_url, b, a, 150)])
     assert sum(r["deadlocks"] for r in reports) == 0
