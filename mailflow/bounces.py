@@ -46,13 +46,14 @@ _BOUNCE_SUBJECT = re.compile(
     r"delivery status notification|delivery notification|failure notice|returned mail|"
     r"returned to sender|mail delivery (failed|problem|system|subsystem)|"
     r"non[- ]?deliver|nondeliverable|delivery problem|delivery error|error during delivery|"
-    r"mail system error|message not deliverable|rejected|bounce|"
+    r"mail system error|message not deliverable|bounce|"
     r"warning: could not send|delayed mail|delivery (has been )?delayed|"
     r"unable to deliver|permanent error|mail failure|failed mail|\bmail error\b|"
     r"error (sending|delivering)",
     re.IGNORECASE)
 _ROBOT_NAME = re.compile(r"mailer-daemon|postmaster|mail delivery (sub)?system", re.IGNORECASE)
-_FORWARD = re.compile(r"^\s*(fwd?|wg|tr|rv|i|enc|doorst|vs|vb)\s*:", re.IGNORECASE)
+# A person replying to or forwarding something ("Re:", "Fwd:", "AW:", "WG:"...).
+_PERSONAL = re.compile(r"^\s*(re|aw|sv|fwd?|wg|tr|rv|i|enc|doorst|vs|vb)\s*:", re.IGNORECASE)
 # Our Message-IDs (mailflow.linking.message_id_for): mf.<ticket>.<token>.<nonce>@domain.
 _OUR_ID = re.compile(r"mf\.[1-9]\d*\.[a-z2-9]{12}\.[A-Za-z0-9]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
 _QUOTED_ID = re.compile(r"(?im)^[ \t>]*message-id:[ \t]*(<[^<>\r\n]+>)")
@@ -75,9 +76,9 @@ def delivery_report(msg: Message, *, from_addr: str, from_text: str,
     found = bool(temporary or permanent or ours)
     # Two signs together: from a bounce sender and a bounce's content, or a bounce
     # subject and content. A person forwarding a bounce to ask us about it ("Fwd:
-    # Undeliverable") is a customer with a question, not a bounce.
+    # Undeliverable") or answering one is a customer with a question, not a bounce.
     if not (((null_path or robot) and (found or bounce_subject)) or
-            (bounce_subject and found and not _FORWARD.match(subject))):
+            (bounce_subject and found and not _PERSONAL.match(subject))):
         return None
     status = ""
     code = _STATUS.search(text)

@@ -54,10 +54,11 @@ def test_mailer_daemon_with_a_null_address_is_a_bounce() -> None:
     assert msg.report is not None and msg.report.original_message_id == "other@x.test"
 
 
-def test_a_customer_forwarding_a_bounce_is_a_customer() -> None:
+@pytest.mark.parametrize("subject", ["Fwd: Undeliverable: my order", "Re: failure notice",
+                                     "AW: Mail could not be delivered"])
+def test_a_customer_forwarding_a_bounce_is_a_customer(subject: str) -> None:
     """A person asking us about a bounce they got is a ticket, not a bounce."""
-    raw = qmail_bounce("other@x.test", sender="Ann <ann@customer.test>",
-                       subject="Fwd: Undeliverable: my order")
+    raw = qmail_bounce(OUR_ID, sender="Ann <ann@customer.test>", subject=subject)
     msg = parse(raw)
     assert msg.report is None and suppress_reason(msg, frozenset()) is None
 
