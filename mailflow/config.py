@@ -162,6 +162,22 @@ class DigestSettings(_Strict):
     early_escalation: Duration = timedelta(hours=4)
 
 
+class AlertSettings(_Strict):
+    """Who hears of intake or delivery that stopped, and after how long (docs/operations.md)."""
+
+    # The administrator's address; none: problems show only in /healthz and the log.
+    admin: str | None = None
+    # A mailbox or the sender failing this long is reported (then daily, and on recovery).
+    after: Duration = timedelta(minutes=5)
+
+
+class MetricsSettings(_Strict):
+    """The optional HTTP listener for /healthz and /metrics (off unless ``listen`` is set)."""
+
+    # host:port, e.g. 127.0.0.1:9308; loopback unless a proxy guards it (no auth).
+    listen: str | None = Field(default=None, pattern=r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$")
+
+
 class Settings(_Strict):
     database: str = "sqlite:///mailflow.db"
     timezone: str = "UTC"
@@ -178,6 +194,8 @@ class Settings(_Strict):
     acknowledgment: AckSettings = Field(default_factory=AckSettings)
     severities: dict[int, SeverityLevel] = Field(default_factory=_default_severities)
     digest: DigestSettings = Field(default_factory=DigestSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     rules_dir: Path = Path("rules")
     templates_dir: Path = Path("templates")
     # A reply to a ticket closed longer ago than this opens a new, linked ticket.
