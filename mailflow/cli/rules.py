@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import undefer
 
 from mailflow.classify import load_rules
 from mailflow.cli.base import EXIT_CONFIG, _open_db, _settings, fail, handles_errors
+from mailflow.cli.tables import emit_json
 from mailflow.store.models import StoredMessage, Ticket
 from mailflow.tickets import ref
 
@@ -70,7 +70,8 @@ def rules_test(ctx: click.Context, files: tuple[str, ...], rules_dir: str | None
     if show_effects:
         against = _add_effects(settings, rs, raws, items)
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        extra = {"against": against} if against is not None else {}
+        emit_json(items, rules_version=rs.version, **extra)
         return
     click.echo(f"rule set {rs.version}: {len(rs.rules)} rules")
     if against is not None:
@@ -105,7 +106,6 @@ def _add_effects(settings: Any, rs: Any, raws: list[bytes],
     if store.why_empty is not None:
         against += f" ({store.why_empty})"
     for item, d in zip(items, decisions, strict=True):
-        item["against"] = against
         item["outcome"] = d.outcome
         item["effects"] = [{"type": type(e).__name__, "description": describe(e)}
                            for e in d.effects]

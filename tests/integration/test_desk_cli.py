@@ -234,16 +234,22 @@ def test_rules_test_effects_against_the_database_writes_nothing(dk: Desk,
 
     res = dk.cli("rules", "test", "--effects", "--json", str(new), str(reply))
     assert res.exit_code == 0, res.output
-    items = json.loads(res.output)
+    out = json.loads(res.output)
+    items = out["items"]
+    assert out["count"] == 2 and out["against"].startswith("the database ")
     assert [(i["file"], i["outcome"]) for i in items] == [(str(new), "new"),
                                                            (str(reply), "join")]
-    assert all(i["against"].startswith("the database ") for i in items)
     assert [e["type"] for e in items[0]["effects"]] == ["OpenTicket", "QueueMail",
                                                         "AddMessage"]
     assert items[0]["effects"][0]["description"].startswith(
         "open ticket (-1) for eve@example.test: severity 2")
     assert [e["type"] for e in items[1]["effects"]] == ["Note", "AddMessage", "SetSeverity"]
     assert items[1]["effects"][2]["description"].startswith("severity of ticket 1: 3 -> 1")
+
+    plain = json.loads(dk.cli("rules", "test", "--json", str(new)).output)
+    [only] = plain["items"]
+    assert (only["severity"], only["category"]) == (2, "technical") and "effects" not in only
+    assert [r["rule"] for r in only["rules"] if r["matched"]] == ["outage"]
 
     human = dk.cli("rules", "test", "--effects", str(reply))
     assert human.exit_code == 0
@@ -285,7 +291,8 @@ def test_rules_test_effects_on_an_outdated_schema_uses_an_empty_store(tmp_path: 
     res = CliRunner().invoke(main, ["--config", str(cfg), "rules", "test", "--effects",
                                     "--json", str(eml)])
     assert res.exit_code == 0, res.output
-    [item] = json.loads(res.output)
-    assert item["against"] == (f"an empty store (the database schema is 0001, not the "
+    out = json.loads(res.output)
+    [item] = out["items"]
+    assert out["against"] == (f"an empty store (the database schema is 0001, not the "
                                f"current {head_revision()})")
     assert item["outcome"] == "new"
