@@ -37,8 +37,10 @@ class Counts:
     responses: int = 0
     handled: int = 0  # tickets with a response or a resolution
     resolved: int = 0  # tickets with a resolution
-    first_resolved: int = 0  # tickets resolved for the first time
-    first_contact: int = 0  # of those: never referred, not reopened within the window
+    # First-contact resolution, on the window's new tickets: those resolved since, and
+    # of those the ones never referred and not reopened within the FCR window.
+    first_resolved: int = 0
+    first_contact: int = 0
     reopened: int = 0  # tickets
     reopens: int = 0  # events (a ticket reopened twice counts twice here)
     escalated: int = 0  # tickets
@@ -92,10 +94,9 @@ def counts(tickets: Iterable[TicketRecord], w: Window, fcr_window: timedelta,
         resolved = any(map(w.has, t.resolutions))
         c["handled"] += bool(responded) or resolved
         c["resolved"] += resolved
-        if t.resolutions and w.has(t.resolutions[0]):
-            first = t.resolutions[0]
+        if opened and t.resolutions:
             c["first_resolved"] += 1
-            c["first_contact"] += first_contact(t, first, fcr_window)
+            c["first_contact"] += first_contact(t, fcr_window)
         reopens = sum(map(w.has, t.reopens))
         c["reopens"] += reopens
         c["reopened"] += reopens > 0
@@ -113,12 +114,21 @@ def counts(tickets: Iterable[TicketRecord], w: Window, fcr_window: timedelta,
     return Counts(**c)
 
 
-def first_contact(t: TicketRecord, resolved: datetime, window: timedelta) -> bool:
-    """Resolved by the front line: no referral before the resolution, and no reopen in
-    the ``window`` after it (the support field's 5-10 days; a later reopen is a new
+def sum_counts(days: Iterable[Counts]) -> Counts:
+    """A window as the sum of its days (figures per day are means of daily figures)."""
+    total = Counter[str]()
+    for c in days:
+        for k in Counts.__dataclass_fields__:
+            total[k] += getattr(c, k)
+    return Counts(**total)
+
+
+def first_contact(t: TicketRecord, window: timedelta) -> bool:
+    """Resolved by the front line: never referred, and not reopened in the ``window``
+    after its first resolution (the support field's 5-10 days; a later reopen is a new
     problem more often than the old one back)."""
-    return (not any(r <= resolved for r in t.referrals)
-            and not any(resolved < r <= resolved + window for r in t.reopens))
+    first = t.resolutions[0]
+    return not t.referrals and not any(first < r <= first + window for r in t.reopens)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mailflow.config import format_duration
 from mailflow.digest.levels import Met, compliance, tiers
 from mailflow.digest.metrics import (
     AGE_BANDS,
@@ -86,6 +85,16 @@ def duration(td: timedelta | None) -> str:
     return f"{d}d {h}h"
 
 
+def span(td: timedelta) -> str:
+    """A configured length in words: "7 days", "4 hours", "90 minutes"."""
+    secs = int(td.total_seconds())
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if secs and secs % size == 0:
+            n = secs // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{secs} seconds"
+
+
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f} %"
 
@@ -131,7 +140,7 @@ def context(i: Inputs, p: Params) -> dict[str, Any]:
     if esc.flagged:
         act.append(f"Escalation ratio {pct(esc.ratio)} is above {pct(p.flag_above)}.")
     if esc.early:
-        act.append(f"{esc.early} escalation(s) within the first {format_duration(p.early)}: was "
+        act.append(f"{esc.early} escalation(s) within the first {span(p.early)}: was "
                    "the normal process given a chance?")
     if sla.breaches:
         act.append(f"{len(sla.breaches)} service level(s) breached: "
@@ -180,13 +189,13 @@ def context(i: Inputs, p: Params) -> dict[str, Any]:
         "resolution": {**_spread(resolution(i.tickets, w)),
                        "fcr": pct(c.fcr_rate), "fcr_count": c.first_contact,
                        "first_resolved": c.first_resolved,
-                       "fcr_window": format_duration(p.fcr_window),
+                       "fcr_window": span(p.fcr_window),
                        "reopen_rate": pct(c.reopen_rate), "reopens": c.reopens,
                        "reopened": c.reopened, "rate": pct(c.resolution_rate)},
         "escalations": {
             "count": esc.count, "tickets": esc.tickets, "ratio": pct(esc.ratio),
             "flagged": esc.flagged, "flag_above": pct(p.flag_above), "early": esc.early,
-            "early_within": format_duration(p.early), "requests": esc.requests,
+            "early_within": span(p.early), "requests": esc.requests,
             "by_reason": [list(x) for x in esc.by_reason],
             "by_step": [list(x) for x in esc.by_step],
             "repeat_customers": [list(x) for x in esc.repeat_customers],

@@ -22,7 +22,9 @@ from mailflow.classify.problems import RulesError
 from mailflow.classify.ruleset import load_rules
 from mailflow.config import Settings
 from mailflow.digest import queries as q
-from mailflow.digest.records import Window, day_window, days_before
+from mailflow.digest.daily import daily_counts
+from mailflow.digest.metrics import sum_counts
+from mailflow.digest.records import Window, day_window
 from mailflow.digest.report import Inputs, Params, context
 from mailflow.store.models import OutboxRow
 from mailflow.tickets import OutboxKind
@@ -61,13 +63,13 @@ def collect(s: Session, day: date, p: Params, now: datetime) -> Inputs:
 
     tz = ZoneInfo(p.tz)
     w = day_window(day, tz)
-    month_w = days_before(day, 30, tz)
+    daily = daily_counts(s, day - timedelta(days=30), day, tz, p.fcr_window, p.early)
     esc_w = Window(day_window(day - timedelta(days=29), tz).start, w.end)
     return Inputs(
         day=day, window=w, now=now,
-        counts=q.window_counts(s, w, p.fcr_window, p.early),
-        week=q.window_counts(s, days_before(day, 7, tz), p.fcr_window, p.early),
-        month=q.window_counts(s, month_w, p.fcr_window, p.early),
+        counts=daily[day],
+        week=sum_counts(daily[day - timedelta(days=i)] for i in range(1, 8)),
+        month=sum_counts(daily[day - timedelta(days=i)] for i in range(1, 31)),
         tickets=tuple(q.records(s, q.touched(s, w))),
         backlog=q.backlog(s, min(w.end, now)),
         escalations=tuple(q.escalation_rows(s, esc_w)),

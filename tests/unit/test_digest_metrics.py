@@ -101,12 +101,13 @@ def test_counts_of_the_day() -> None:
     c = counts(DAYS, DAY, FCR, EARLY, CLOCKS)
     assert c == Counts(
         opened=3, customer_messages=3 + 3, responses=3, handled=4, resolved=4,
-        first_resolved=3, first_contact=2,  # T1 and T4; T2 was referred
+        # The day's new tickets resolved since: T1 and T2; T2 was referred.
+        first_resolved=2, first_contact=1,
         reopened=1, reopens=2, escalated=1, escalations=1, early_escalations=1,
         escalation_requests=1, ratings=2, rating_sum=7, clocks_met=2, clocks_breached=1)
     assert c.resolution_rate == 4 / 3  # resolved / received: older tickets were solved
     assert c.reopen_rate == 1 / 4
-    assert c.fcr_rate == 2 / 3
+    assert c.fcr_rate == 1 / 2
     assert c.escalation_ratio == 1 / 3
     assert c.sla_compliance == 2 / 3
     assert c.rating_average == 3.5
@@ -150,7 +151,7 @@ def test_resolution_leaves_out_waits_and_times_each_episode() -> None:
 def test_ticket_reopened_twice() -> None:
     c = counts((T3,), DAY, FCR, EARLY)
     assert (c.reopens, c.reopened, c.resolved, c.first_resolved) == (2, 1, 1, 0)
-    # The day before, T3 was first resolved, and reopened within 7 days: not first contact.
+    # T3 is one of the day before's new tickets: resolved, but reopened within 7 days.
     before = counts((T3,), day_window(date(2026, 11, 23), UTCZ), FCR, EARLY)
     assert (before.first_resolved, before.first_contact) == (1, 0)
     # With a one-hour window the reopen the next morning no longer takes it back.

@@ -46,7 +46,7 @@ def test_context_is_json_and_says_where_to_act() -> None:
     assert ctx["volume"] == {"opened": 3, "messages": 6, "handled": 4, "resolved": 4,
                              "responses": 3}
     assert ctx["first_response"]["median"] == "45m"
-    assert ctx["resolution"]["mean"] == "4h 24m" and ctx["resolution"]["fcr"] == "66.7 %"
+    assert ctx["resolution"]["mean"] == "4h 24m" and ctx["resolution"]["fcr"] == "50.0 %"
     assert ctx["escalations"]["flagged"] and ctx["escalations"]["ratio"] == "33.3 %"
     act = "\n".join(ctx["act"])
     assert "Escalation ratio 33.3 % is above 2.0 %" in act
