@@ -36,6 +36,7 @@ from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock
 from mailflow.config import ConfigError, CredentialError, ImapSettings, MailboxSettings
 from mailflow.ingest import Fetched, Ingestor, Prepared
+from mailflow.liveness import PartState
 from mailflow.preparepool import PreparePool
 from mailflow.store.db import transaction
 from mailflow.store.models import MailboxCheckpoint
@@ -84,9 +85,17 @@ class MailboxWatcher:
         self.on_outbox = on_outbox
         self.pool = pool or PreparePool(0, ingestor.settings.tz, ingestor.own)
         self.client: IMAPClient | None = None
+        # Called after each committed batch with its outcomes, the batch's arrival
+        # times (INTERNALDATE) and the commit time: metrics.
+        self.on_batch: Callable[[Counter[str], list[datetime | None], datetime], None] \
+            | None = None
+        # Set by ``run``: a stop request ends a cycle between two batches.
+        self._stop: threading.Event | None = None
         # The account and folder, not the server's name: a new host name or port for the
         # same mailbox must not make it look new (UIDVALIDITY guards a real change).
         self.key = f"{imap.username or ''}/{mailbox.folder}"
+        # Connected, last good cycle, last error: read by health and alerts.
+        self.state = PartState(self.key)
 
     # -- connection ---------------------------------------------------------------------
     def connect(self) -> IMAPClient:
@@ -110,6 +119,7 @@ class MailboxWatcher:
             _close(client)
             raise
         self.client = client
+        self.state.connected(True)
         log.info("connected to IMAP %s:%s as %s, folder %s", st.host, st.port, st.username,
                  self.mailbox.folder)
         return client
@@ -118,6 +128,7 @@ class MailboxWatcher:
         if self.client is not None:
             _close(self.client)
             self.client = None
+        self.state.connected(False)
 
     # -- one cycle -------------------------------------------------------------------------
     def cycle(self) -> CycleResult:
@@ -142,6 +153,8 @@ class MailboxWatcher:
         # UID order, one batch at a time, in this thread.
         inflight: deque[_InFlight] = deque()
         for i in range(0, len(fresh), size):
+            if self._stop is not None and self._stop.is_set():
+                break  # shutting down: finish what is in hand, leave the rest
             batch = self._fetch(client, fresh[i : i + size])
             self.rules.refresh()
             rules, now = self.rules.current, self.clock.now()
@@ -160,6 +173,8 @@ class MailboxWatcher:
         result.fetched += len(job.batch)
         result.outcomes.update(res.outcomes)
         result.new_outbox += res.new_outbox
+        if self.on_batch is not None:
+            self.on_batch(res.outcomes, [f.when for f in job.batch], self.clock.now())
         if res.done_uids and self.on_outbox:
             # Mail to send, or tickets whose clocks the scheduler should look at.
             self.on_outbox(res.new_outbox)
@@ -277,12 +292,14 @@ class MailboxWatcher:
         """Loop until ``stop``: never exits on a network error, backs off instead."""
         delays = backoff_delays()
         last_problem: str | None = None
+        self._stop = stop
         while not stop.is_set():
             try:
                 if self.client is None:
                     self.connect()
                     delays = backoff_delays()
                 res = self.cycle()
+                self.state.succeeded(self.clock.now())
                 if res.fetched or res.marked:
                     log.info("%s: fetched %d, marked %d, outcomes %s", self.key, res.fetched,
                              res.marked, dict(res.outcomes))
@@ -291,18 +308,22 @@ class MailboxWatcher:
                 # A refused login or a token helper failing: an administrator's problem,
                 # said once per attempt, retried with back-off (a token may come back).
                 self.close()
+                self.state.failed(f"login refused: {exc}", self.clock.now())
                 delay = next(delays)
                 log.error("%s: cannot log in to IMAP as %s (%s); retrying in %.0fs",
                           self.key, self.imap.username, exc, delay)
                 stop.wait(delay)
             except NETWORK_ERRORS as exc:
                 self.close()
+                self.state.failed(f"{type(exc).__name__}: {exc}", self.clock.now())
                 delay = next(delays)
                 log.warning("%s: IMAP connection problem (%s: %s); reconnecting in %.0fs",
                             self.key, type(exc).__name__, exc, delay)
                 stop.wait(delay)
             except SQLAlchemyError as exc:
                 # The database is down or locked: nothing was marked, nothing is lost.
+                self.state.failed(f"database: {str(exc).splitlines()[0] if str(exc) else exc}",
+                                  self.clock.now())
                 delay = next(delays)
                 log.error("%s: database error (%s); retrying in %.0fs", self.key,
                           str(exc).splitlines()[0] if str(exc) else type(exc).__name__, delay)
@@ -313,6 +334,7 @@ class MailboxWatcher:
                 self.close()
                 delay = next(delays)
                 why = f"{type(exc).__name__}: {exc}"
+                self.state.failed(why, self.clock.now())
                 if why != last_problem:
                     log.error("%s: %s; retrying with back-off (next in %.0fs)", self.key,
                               why.replace("\n", "; "), delay)
