@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import undefer
 
 from mailflow.classify import load_rules
 from mailflow.cli.base import EXIT_CONFIG, _open_db, _settings, fail, handles_errors
 from mailflow.cli.tables import emit_json
-from mailflow.store.models import StoredMessage, Ticket
 from mailflow.tickets import ref
 
 # -- rules ----------------------------------------------------------------------------------
@@ -116,56 +114,91 @@ def _add_effects(settings: Any, rs: Any, raws: list[bytes],
 @click.option("--since", default="30d", show_default=True, help="How far back (90s, 4h, 30d).")
 @click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
               help="Candidate rule directory (default: rules_dir from the config).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @handles_errors
-def rules_replay(ctx: click.Context, since: str, rules_dir: str | None) -> None:
-    """Re-classify stored tickets with a candidate rule set and show what would change."""
-    from collections import Counter
+def rules_replay(ctx: click.Context, since: str, rules_dir: str | None, as_json: bool) -> None:
+    """Re-classify stored tickets with a candidate rule set and show what would change.
 
-    from mailflow.classify import Facts
+    Each ticket's customer messages are classified as ingest did (the first one
+    classifies, later ones may only raise the severity), once with the rules in force
+    and once with the candidate, and the two are compared."""
+    from mailflow.classify.replay import hits_per_rule, replay_ticket
     from mailflow.clock import SystemClock
     from mailflow.config import parse_duration
-    from mailflow.parse import Unparseable, parse
+    from mailflow.replay_source import count_since, tickets_since
 
     try:
         window = parse_duration(since)
     except ValueError as exc:
         fail(f"--since: {exc}", EXIT_CONFIG)
-    settings, rs = _load_candidate(ctx, rules_dir)
+    settings, candidate = _load_candidate(ctx, rules_dir)
+    current = (candidate if not rules_dir else
+               load_rules(settings.rules_path, display=str(settings.rules_dir)))
     _, sessions = _open_db(ctx)
     cutoff = SystemClock().now() - window
-    hits: Counter[str] = Counter()
-    moves: list[str] = []
-    total = 0
+    progress = _Progress()
+    replays, items = [], []
     with sessions() as s:
-        tickets = s.scalars(select(Ticket).where(Ticket.created_at >= cutoff)
-                            .order_by(Ticket.id)).all()
-        for t in tickets:
-            first = s.scalars(select(StoredMessage).where(StoredMessage.ticket_id == t.id,
-                                                          StoredMessage.direction == "in")
-                              .order_by(StoredMessage.id).limit(1)
-                              .options(undefer(StoredMessage.raw))).first()
-            if first is None:
+        progress.total = count_since(s, cutoff)
+        for t in tickets_since(s, cutoff):
+            progress.step()
+            r = replay_ticket(t.id, t.mails, current, candidate, settings.tz)
+            if r is None:
                 continue
-            try:
-                msg = parse(first.raw)
-            except Unparseable:
-                continue
-            total += 1
-            out = rs.evaluate(Facts.of(msg, first.received_at.astimezone(settings.tz)))
-            hits.update(out.matched)
-            changes = [f"{k} {a} -> {b}" for k, a, b in (
-                ("severity", t.severity, out.severity), ("category", t.category, out.category),
-                ("owner", t.owner_group, out.owner_group)) if a != b]
-            if changes:
-                moves.append(f"  {ref(settings.ticket_prefix, t.id):<10} {'; '.join(changes)}"
-                             f"  ({t.subject[:50]})")
-    click.echo(f"replayed {total} ticket(s) since {cutoff:%Y-%m-%d %H:%M} with rule set "
-               f"{rs.version}")
-    click.echo(f"\n{len(moves)} would change:" if moves else "\nno ticket would change")
-    for line in moves:
-        click.echo(line)
+            replays.append(r)
+            items.append(_replay_item(ref(settings.ticket_prefix, t.id), t, r))
+    progress.done()
+    hits = hits_per_rule(replays, candidate)
+    changed = [i for i in items if i["changes"]]
+    if as_json:
+        emit_json(items, since=cutoff.isoformat(), rules_version=candidate.version,
+                  current_rules_version=current.version, changed=len(changed), hits=hits,
+                  never_matches=[name for name, n in hits.items() if not n])
+        return
+    click.echo(f"replayed {len(items)} ticket(s) since {cutoff:%Y-%m-%d %H:%M} with rule set "
+               f"{candidate.version} (in force: {current.version})")
+    click.echo(f"\n{len(changed)} would change:" if changed else "\nno ticket would change")
+    for i in changed:
+        moves = "; ".join(f"{_SHOWN[c['field']]} {c['current']} -> {c['candidate']}"
+                          for c in i["changes"])
+        click.echo(f"  {i['ticket']:<10} {moves}  ({i['subject'][:50]})")
     click.echo("\nhits per rule:")
-    for r in rs.rules:
-        click.echo(f"  {hits[r.name]:>6}  {r.name}" + ("   (never matches)" if not hits[r.name]
-                                                       else ""))
+    for name, n in hits.items():
+        click.echo(f"  {n:>6}  {name}" + ("   (never matches)" if not n else ""))
+
+
+_SHOWN = {"severity": "severity", "category": "category", "owner_group": "owner"}
+
+
+def _replay_item(ticket: str, t: Any, r: Any) -> dict[str, Any]:
+    def verdict(v: Any) -> dict[str, Any]:
+        return {"severity": v.severity, "category": v.category, "owner_group": v.owner_group,
+                "tags": list(v.tags), "rules": sorted(v.matched)}
+
+    return {"ticket": ticket, "id": t.id, "subject": t.subject, "messages": r.messages,
+            "stored": {"severity": t.severity, "category": t.category,
+                       "owner_group": t.owner_group},
+            "current": verdict(r.current), "candidate": verdict(r.candidate),
+            "changes": [{"field": c.field, "current": c.current, "candidate": c.candidate}
+                        for c in r.changes]}
+
+
+class _Progress:
+    """A line on stderr every ``every`` tickets, only when stderr is a terminal: a long
+    replay shows it is alive; a script's or a pipe's output stays clean."""
+
+    def __init__(self, every: int = 500) -> None:
+        self.total = 0
+        self.seen = 0
+        self.every = every
+        self.shown = sys.stderr.isatty()
+
+    def step(self) -> None:
+        self.seen += 1
+        if self.shown and self.seen % self.every == 0:
+            click.echo(f"replayed {self.seen} of {self.total} tickets...", err=True)
+
+    def done(self) -> None:
+        if self.shown and self.seen >= self.every:
+            click.echo(f"replayed {self.seen} of {self.total} tickets", err=True)
