@@ -95,6 +95,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
                    {"kind": "resolution", "state": "paused", "due": None, "target": "3d",
                     "policy": "high"}],
     },
+    "admin-alert": {
+        "alert": {"state": "down", "part": "mailbox support@example.test/INBOX",
+                  "kind": "mailbox", "since": "2026-11-25T09:58:00+00:00",
+                  "last_error": "login refused: [AUTHENTICATIONFAILED] {{ 7*7 }} <b>",
+                  "last_success": None, "host": "mail-1", "at": "2026-11-25T10:03:00+00:00",
+                  "note": ""},
+    },
 }
 
 
