@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
-import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailflow.alerts import Alerter
 from mailflow.app import App
+from mailflow.compose import Composer
+from mailflow.health import HealthServer, OutboxFacts, Verdict, outbox_facts, verdict
+from mailflow.liveness import Liveness, PartState
+from mailflow.mailboxlock import MailboxLock
+from mailflow.metrics import Metrics
 from mailflow.outbox import DeliveryReport
+from mailflow.supervise import supervised
+from mailflow.tasks import observe_sender, reload, swap_templates, watch_health, watch_mailbox
 
 log = logging.getLogger(__name__)
 
 # The scheduler looks at least this often (seconds): tickets that ingest just changed
 # have their clocks computed within it even when nothing else is due.
 SCHEDULER_IDLE = 5.0
+# On SIGTERM: how long the watchers (one batch each) and then the sender's pass may take.
+SHUTDOWN_GRACE = 30.0
+SENDER_GRACE = 10.0
 
 
 @dataclass
@@ -100,14 +112,18 @@ def scheduler_pass(app: App) -> int:
 
 
 async def _scheduler_loop(app: App, wake_sender: asyncio.Event, wake: asyncio.Event,
-                          stop: asyncio.Event) -> None:
+                          stop: asyncio.Event,
+                          on_fired: Callable[[int], None] | None = None) -> None:
     """Wake at the next due time (at most every few seconds, so that tickets ingest
     just changed are looked at soon), fire what is due, wake the sender."""
     while not stop.is_set():
         wake.clear()
         try:
-            if await asyncio.to_thread(scheduler_pass, app):
+            fired = await asyncio.to_thread(scheduler_pass, app)
+            if fired:
                 wake_sender.set()
+                if on_fired is not None:
+                    on_fired(fired)
             nxt = await asyncio.to_thread(app.scheduler.next_wake)
         except Exception:
             log.exception("scheduler pass failed; retrying shortly")
@@ -119,11 +135,22 @@ async def _scheduler_loop(app: App, wake_sender: asyncio.Event, wake: asyncio.Ev
             await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.05))
 
 
-async def _sender_loop(app: App, wake: asyncio.Event, stop: asyncio.Event) -> None:
+@dataclass
+class _Templates:
+    """A Composer SIGHUP built, waiting for the sender to be between two passes."""
+
+    pending: Composer | None = None
+
+
+async def _sender_loop(app: App, wake: asyncio.Event, stop: asyncio.Event,
+                       templates: _Templates | None = None) -> None:
     """Deliver due mail; sleep until woken by new outbox rows or the next retry."""
     while not stop.is_set():
         # Cleared before the pass, not after: rows committed during it wake the next.
         wake.clear()
+        if templates is not None and templates.pending is not None:
+            composer, templates.pending = templates.pending, None
+            await asyncio.to_thread(swap_templates, app, composer)
         try:
             await app.sender.deliver_due()
         except Exception:
@@ -133,27 +160,34 @@ async def _sender_loop(app: App, wake: asyncio.Event, stop: asyncio.Event) -> No
 
 
 async def serve(app: App) -> None:
+    """The daemon: one task per concern, each supervised (a failure is logged and the
+    concern restarted with back-off); SIGTERM/SIGINT finish the batch in hand and
+    return, SIGHUP reloads rules and templates."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     wake = asyncio.Event()
-    thread_stop = threading.Event()
-
     wake_scheduler = asyncio.Event()
+    live = Liveness(app.clock.now())
+    metrics = Metrics()
+    templates = _Templates()
 
     def shutdown() -> None:
         log.info("shutting down: finishing the current batch")
         stop.set()
-        thread_stop.set()
         wake.set()
         wake_scheduler.set()
 
-    def reload_rules() -> None:
-        log.info("SIGHUP: reloading rules")
-        app.rules.refresh(force=True)
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading rules and templates")
+        try:
+            templates.pending = reload(app)
+        except Exception:
+            log.exception("SIGHUP: reload failed; what was loaded stays in force")
+        wake.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown)
-    loop.add_signal_handler(signal.SIGHUP, reload_rules)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
 
     def poke(_n: int) -> None:
         # A committed batch: mail to send, and tickets whose clocks changed.
@@ -162,26 +196,89 @@ async def serve(app: App) -> None:
 
     await asyncio.to_thread(app.pool.start)
     await asyncio.to_thread(app.sender.start)
+    observe_sender(app, live.sender)
+    app.sender.on_result = metrics.on_mail
+    server = _listen(app, live, metrics)
     # Everything alive now (modules, SQLAlchemy's metadata, compiled rules) lives as
     # long as the daemon: take it out of the cyclic collector's full passes, which
     # otherwise re-scan it while ingest churns through short-lived objects (+5-10 %
     # ingest throughput, bench/RESULTS.md).
     gc.freeze()
+
+    def restarted(state: PartState | None) -> Callable[[str, BaseException], None]:
+        def note(name: str, exc: BaseException) -> None:
+            metrics.on_restart(name, exc)
+            if state is not None:
+                state.restarted()
+        return note
+
+    tasks = []
     watchers = app.watchers()
-    threads = []
     for w in watchers:
         w.on_outbox = poke
-        t = threading.Thread(target=w.run, args=(thread_stop,), name=f"imap:{w.key}",
-                             daemon=True)
-        t.start()
-        threads.append(t)
+        w.on_batch = metrics.on_batch
+        live.mailboxes[w.key] = w.state
+        lock = MailboxLock(app.engine, w.key)
+        tasks.append(asyncio.create_task(supervised(
+            f"mailbox {w.key}", functools.partial(watch_mailbox, w, lock, stop), stop,
+            on_failure=restarted(w.state))))
     log.info("mailflow running: %d folder(s), rules %s", len(watchers),
              app.rules.current.version)
-    sender = asyncio.create_task(_sender_loop(app, wake, stop))
-    scheduler = asyncio.create_task(_scheduler_loop(app, wake, wake_scheduler, stop))
+    sender = asyncio.create_task(supervised(
+        "outbox sender", lambda: _sender_loop(app, wake, stop, templates), stop,
+        on_failure=restarted(live.sender)))
+    tasks.append(asyncio.create_task(supervised(
+        "escalation scheduler",
+        lambda: _scheduler_loop(app, wake, wake_scheduler, stop, metrics.escalations.inc),
+        stop, on_failure=restarted(None))))
+    alerter = Alerter(app.settings, app.sessions)
+    tasks.append(asyncio.create_task(supervised(
+        "health", lambda: watch_health(app, live, alerter, stop), stop,
+        on_failure=restarted(None))))
     await stop.wait()
-    for t in threads:
-        await asyncio.to_thread(t.join, 30)
-    await sender
-    await scheduler
+    # Watchers finish their batch in hand (bounded: one batch); the sender its pass,
+    # given a grace period (a pass over a long queue is cut short: what it had not
+    # started goes back to the queue, a mail in flight waits for its lease).
+    await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+    try:
+        await asyncio.wait_for(sender, timeout=SENDER_GRACE)
+    except TimeoutError:
+        log.warning("outbox pass still running after %.0fs; stopped", SENDER_GRACE)
+    for t in tasks:
+        t.cancel()
+    if server is not None:
+        server.close()
     log.info("stopped")
+
+
+def _listen(app: App, live: Liveness, metrics: Metrics) -> HealthServer | None:
+    """The HTTP listener for /healthz and /metrics, when ``metrics.listen`` is set."""
+    listen = app.settings.metrics.listen
+    if not listen:
+        return None
+    after = app.settings.alerts.after
+
+    def facts() -> OutboxFacts | None:
+        try:
+            return outbox_facts(app.sessions, app.clock.now())
+        except Exception as exc:  # noqa: BLE001 - health says the database is down
+            log.warning("health: database not answering: %s", exc)
+            return None
+
+    def outbox_depth() -> tuple[dict[str, int], float | None]:
+        f = outbox_facts(app.sessions, app.clock.now())
+        age = None if f.oldest_due is None else \
+            (app.clock.now() - f.oldest_due).total_seconds()
+        return f.depth, age
+
+    def health() -> Verdict:
+        return verdict(live.views(), facts(), app.clock.now(), after)
+
+    def scrape() -> bytes:
+        metrics.refresh(live)
+        return metrics.exposition()
+
+    metrics.watch_outbox(outbox_depth)
+    server = HealthServer(listen, health, scrape)
+    server.start()
+    return server
