@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mailflow.classify.conditions import (
     AddressSet,
@@ -273,6 +273,7 @@ class _Builder:
         c = self.c
         if not isinstance(spec, dict):
             return self._bad(line, f"rule {index + 1}: must be a mapping with name, when, set")
+        spec = cast(LocDict, spec)  # the loader's mappings carry their lines
         before = len(c.problems)
         name = spec.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -292,6 +293,7 @@ class _Builder:
             c.add(spec.line_of("set") if "set" in spec else line,
                   f"rule {name}: needs a `set:` mapping (severity, category, owner, tags)")
         else:
+            actions = cast(LocDict, actions)
             for k in actions:
                 if k not in _SET_KEYS:
                     c.add(actions.line_of(k), f"rule {name}: cannot set {k!r} (can set "
