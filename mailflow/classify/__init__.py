@@ -2,14 +2,8 @@
 
 from mailflow.classify.conditions import Facts
 from mailflow.classify.groups import Group, GroupsConfig, Objectives, load_groups
-from mailflow.classify.ruleset import (
-    Classification,
-    Problem,
-    RuleHit,
-    RulesError,
-    RuleSet,
-    load_rules,
-)
+from mailflow.classify.problems import Problem, RulesError
+from mailflow.classify.ruleset import Classification, RuleHit, RuleSet, load_rules
 
 __all__ = [
     "Classification",

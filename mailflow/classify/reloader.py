@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mailflow.classify.ruleset import RulesError, RuleSet, load_rules
+from mailflow.classify.problems import RulesError
+from mailflow.classify.ruleset import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
