@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from mailflow.clock import Clock
@@ -35,17 +35,25 @@ from mailflow.linking import reply_address
 from mailflow.originals import attach_originals
 from mailflow.renderpool import RenderPool
 from mailflow.smtp import DeliveryError, SmtpTransport
-from mailflow.store.db import insert_many, session_factory, transaction
-from mailflow.store.models import OutboxRow, Suppression, TicketEvent
-from mailflow.tickets import EventKind, event
+from mailflow.store.db import session_factory, transaction
+from mailflow.store.models import OutboxRow, Suppression
+from mailflow.tickets import CUSTOMER_KINDS, OutboxStatus
+from mailflow.tickets.apply import ApplyContext, apply
+from mailflow.tickets.effects import (
+    Effect,
+    LiftSuppression,
+    MailDropped,
+    MailFailed,
+    MailRetry,
+    MailSent,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-PENDING, SENDING, SENT, FAILED, DROPPED = "pending", "sending", "sent", "failed", "dropped"
-# Mail to customers stops after a permanent failure; tier and staff mail is not ours
-# to suppress that way.
-_CUSTOMER_KINDS = {"acknowledgment", "status-update"}
+PENDING, SENDING, SENT, FAILED, DROPPED = (str(s) for s in (
+    OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.FAILED,
+    OutboxStatus.DROPPED))
 # A connection that meets this many temporary failures in a row (4xx, a dropped
 # connection) stops for the pass; its rows go back to the queue for the others.
 _CONNECTION_TRIES = 3
@@ -125,9 +133,7 @@ def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime
     return msg.as_bytes()
 
 
-_OUTBOX = OutboxRow.__table__
-_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"))
-              .values(status=SENT, sent_at=bindparam("at"), lease_until=None, last_error=None))
+
 _Marks = GroupCommit[tuple[OutboxRow, str]]  # (row, the server's 250 line)
 
 
@@ -265,14 +271,15 @@ class OutboxSender:
             suppressed = dict(s.execute(select(Suppression.address, Suppression.reason)
                                         .where(Suppression.address.in_(
                                             {r.recipient for r in rows}))).all())
-            ready = []
+            ready, effects = [], []
             for row in rows:
-                if row.kind in _CUSTOMER_KINDS and row.recipient in suppressed:
-                    self._fail(s, row, f"not sent: {row.recipient} is suppressed "
-                                       f"({suppressed[row.recipient]})", now, suppress=False)
+                if row.kind in CUSTOMER_KINDS and row.recipient in suppressed:
+                    effects.append(_failed(row, f"not sent: {row.recipient} is suppressed "
+                                                f"({suppressed[row.recipient]})", False))
                     report.failed.append(row.id)
                     continue
                 ready.append(row)
+            apply(s, effects, self._ctx(now))
         return ready
 
     def _store(self, rows: list[OutboxRow], rendered: list[Any],
@@ -286,15 +293,15 @@ class OutboxSender:
                     if isinstance(out, bytes)]
             if done:
                 s.execute(update(OutboxRow), done)
+            effects: list[Effect] = []
             for row, out in zip(rows, rendered, strict=True):
                 if isinstance(out, bytes):
                     row.raw = out
                     continue
-                fresh = s.get(OutboxRow, row.id)
-                assert fresh is not None
-                self._retry(s, fresh, f"template error: {out}", now)
+                effects.append(self._retry(row, f"template error: {out}", now))
                 report.retrying.append(row.id)
                 log.error("outbox %s: template error: %s", row.id, out)
+            apply(s, effects, self._ctx(now))
 
     def _record_sent(self, sent: list[tuple[OutboxRow, str]], report: DeliveryReport) -> None:
         """Mark rows sent, with their ``mail-sent`` events, in one transaction. Core
@@ -302,13 +309,9 @@ class OutboxSender:
         transaction through the ORM)."""
         now = self.clock.now()
         with transaction(self._marks) as s:
-            s.connection().execute(_MARK_SENT, [{"row_id": row.id, "at": now}
-                                                for row, _ in sent])
-            insert_many(s, TicketEvent, [
-                event(row.ticket_id, EventKind.MAIL_SENT, now,
-                      summary=f"{row.kind} to {row.recipient}", outbox_id=row.id,
-                      message_id=row.message_id, server_answer=answer[:200])
-                for row, answer in sent if row.ticket_id is not None])
+            apply(s, [MailSent(row.id, row.ticket_id, row.kind, row.recipient,
+                               row.message_id, answer) for row, answer in sent],
+                  self._ctx(now))
         for row, _ in sent:
             report.sent.append(row.id)
             log.info("sent outbox %s (%s) to %s", row.id, row.kind, row.recipient)
@@ -317,43 +320,44 @@ class OutboxSender:
                         report: DeliveryReport) -> None:
         now = self.clock.now()
         with transaction(self.sessions) as s:
+            effects: list[Effect] = []
             for row in rows:
-                fresh = s.get(OutboxRow, row.id)
-                assert fresh is not None
-                if exc.permanent or fresh.attempts >= self.settings.outbox.max_attempts:
+                attempts = s.scalar(select(OutboxRow.attempts).where(OutboxRow.id == row.id))
+                row.attempts = attempts or row.attempts
+                if exc.permanent or row.attempts >= self.settings.outbox.max_attempts:
                     why = str(exc) if exc.permanent else \
-                        f"gave up after {fresh.attempts} attempts: {exc}"
-                    self._fail(s, fresh, why, now, suppress=exc.permanent)
+                        f"gave up after {row.attempts} attempts: {exc}"
+                    effects.append(_failed(row, why, exc.permanent))
                     report.failed.append(row.id)
                     log.error("outbox %s to %s failed: %s", row.id, row.recipient, why)
                 else:
-                    self._retry(s, fresh, str(exc), now)
+                    retry = self._retry(row, str(exc), now)
+                    effects.append(retry)
                     report.retrying.append(row.id)
                     log.warning("outbox %s to %s will be retried at %s: %s", row.id,
-                                row.recipient, fresh.next_attempt_at, exc)
+                                row.recipient, retry.next_attempt_at, exc)
+            apply(s, effects, self._ctx(now))
 
-    def _retry(self, s: Session, row: OutboxRow, why: str, now: datetime) -> None:
+    def _ctx(self, now: datetime) -> ApplyContext:
+        st = self.settings
+        return ApplyContext(now, st.support_address, st.domain, st.ticket_prefix)
+
+    def _retry(self, row: OutboxRow, why: str, now: datetime) -> MailRetry:
         st = self.settings.outbox
-        row.status = PENDING
-        row.lease_until = None
-        row.last_error = why[:2000]
-        row.next_attempt_at = now + backoff(row.attempts, st.retry_initial, st.retry_max)
+        return MailRetry(row.id, why, now + backoff(row.attempts, st.retry_initial,
+                                                    st.retry_max), row.ticket_id)
 
-    def _fail(self, s: Session, row: OutboxRow, why: str, now: datetime, suppress: bool) -> None:
-        row.status = FAILED
-        row.lease_until = None
-        row.last_error = why[:2000]
-        if suppress and row.kind in _CUSTOMER_KINDS and s.get(Suppression, row.recipient) is None:
-            s.add(Suppression(address=row.recipient, reason=why[:2000], created_at=now))
-        if row.ticket_id is not None:
-            s.add(TicketEvent(**event(row.ticket_id, EventKind.DELIVERY_FAILED, now,
-                                      summary=f"{row.kind} to {row.recipient}: {why}",
-                                      outbox_id=row.id, recipient=row.recipient)))
+
+def _failed(row: OutboxRow, why: str, permanent: bool) -> MailFailed:
+    """A permanent refusal of customer mail suppresses the address (apply decides by
+    kind: tier and staff mail is not ours to suppress)."""
+    return MailFailed(row.id, row.ticket_id, row.kind, row.recipient, why, suppress=permanent)
 
 
 # -- administrator operations (mailflow outbox ...) ---------------------------------------
 
-def retry(sessions: sessionmaker[Session], row_id: int, now: datetime) -> OutboxRow | None:
+def retry(sessions: sessionmaker[Session], row_id: int, now: datetime,
+          ctx: ApplyContext | None = None, actor: str = "cli") -> OutboxRow | None:
     """Send a failed or waiting row again now; lifts the recipient's suppression."""
     with transaction(sessions) as s:
         row = s.get(OutboxRow, row_id)
@@ -362,21 +366,23 @@ def retry(sessions: sessionmaker[Session], row_id: int, now: datetime) -> Outbox
         if row.status == SENT:
             raise ValueError(f"outbox {row_id} was already sent at {row.sent_at}; "
                              "not sending it twice")
-        row.status, row.next_attempt_at, row.lease_until = PENDING, now, None
-        row.attempts = 0
-        sup = s.get(Suppression, row.recipient)
-        if sup is not None:
-            s.delete(sup)
+        apply(s, [MailRetry(row.id, f"retry asked by {actor}", now, row.ticket_id, fresh=True),
+                  LiftSuppression(row.recipient, actor)],
+              ctx or ApplyContext(now, row.mail_from, row.mail_from.rpartition("@")[2], "SUP"))
+        s.refresh(row)
         return row
 
 
-def drop(sessions: sessionmaker[Session], row_id: int) -> OutboxRow | None:
+def drop(sessions: sessionmaker[Session], row_id: int, now: datetime | None = None,
+         ctx: ApplyContext | None = None, actor: str = "cli") -> OutboxRow | None:
     with transaction(sessions) as s:
         row = s.get(OutboxRow, row_id)
         if row is None:
             return None
         if row.status == SENT:
             raise ValueError(f"outbox {row_id} was already sent; nothing to drop")
-        row.status = DROPPED
-        row.lease_until = None
+        at = now or row.next_attempt_at
+        apply(s, [MailDropped(row.id, row.ticket_id, f"dropped by {actor}", actor)],
+              ctx or ApplyContext(at, row.mail_from, row.mail_from.rpartition("@")[2], "SUP"))
+        s.refresh(row)
         return row

@@ -95,10 +95,15 @@ def outbox_retry(ctx: click.Context, row_id: int) -> None:
     """Send a failed or waiting mail again now (and lift its recipient's suppression)."""
     from mailflow import outbox as ob
     from mailflow.clock import SystemClock
+    from mailflow.desk import actor
+    from mailflow.tickets.apply import ApplyContext
 
-    _, sessions = _open_db(ctx)
+    settings, sessions = _open_db(ctx)
+    now = SystemClock().now()
+    apply_ctx = ApplyContext(now, settings.support_address, settings.domain,
+                             settings.ticket_prefix)
     try:
-        row = ob.retry(sessions, row_id, SystemClock().now())
+        row = ob.retry(sessions, row_id, now, apply_ctx, actor())
     except ValueError as exc:
         fail(str(exc))
     if row is None:
@@ -113,10 +118,16 @@ def outbox_retry(ctx: click.Context, row_id: int) -> None:
 def outbox_drop(ctx: click.Context, row_id: int) -> None:
     """Never send this mail."""
     from mailflow import outbox as ob
+    from mailflow.clock import SystemClock
+    from mailflow.desk import actor
+    from mailflow.tickets.apply import ApplyContext
 
-    _, sessions = _open_db(ctx)
+    settings, sessions = _open_db(ctx)
+    now = SystemClock().now()
+    apply_ctx = ApplyContext(now, settings.support_address, settings.domain,
+                             settings.ticket_prefix)
     try:
-        row = ob.drop(sessions, row_id)
+        row = ob.drop(sessions, row_id, now, apply_ctx, actor())
     except ValueError as exc:
         fail(str(exc))
     if row is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import bindparam, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from mailflow.linking import message_id_for, reply_address
@@ -49,6 +49,8 @@ from mailflow.tickets.effects import (
     AcceptReferral,
     AddMessage,
     Effect,
+    LiftSuppression,
+    MailDropped,
     MailFailed,
     MailRetry,
     MailSent,
@@ -112,6 +114,7 @@ class _Writer:
         self.quarantine: list[dict[str, Any]] = []
         self.suppress: dict[str, str] = {}
         self.outbox_updates: list[dict[str, Any]] = []
+        self.unsuppress: set[str] = set()
         self.refs = ReferralWrites()
 
     # -- collect ------------------------------------------------------------------------
@@ -214,10 +217,23 @@ class _Writer:
                             + (f": {e.comment}" if e.comment else ""), e.actor, e.at,
                             what="rating", value=e.value, comment=e.comment)
             case MailRetry():
+                upd = {"oid": e.outbox_id, "status": str(OutboxStatus.PENDING),
+                       "lease_until": None, "last_error": e.reason[:2000],
+                       "next_attempt_at": e.next_attempt_at}
+                if e.fresh:
+                    upd["attempts"] = 0
+                self.outbox_updates.append(upd)
+            case MailDropped():
                 self.outbox_updates.append({
-                    "oid": e.outbox_id, "status": str(OutboxStatus.PENDING),
-                    "lease_until": None, "last_error": e.reason[:2000],
-                    "next_attempt_at": e.next_attempt_at})
+                    "oid": e.outbox_id, "status": str(OutboxStatus.DROPPED),
+                    "lease_until": None, "last_error": e.reason[:2000]})
+                if e.ticket is not None:
+                    self._event(e.ticket, EventKind.NOTE, f"outbox {e.outbox_id} dropped: "
+                                f"{e.reason}", e.actor, what="mail-dropped",
+                                outbox_id=e.outbox_id)
+            case LiftSuppression():
+                self.unsuppress.add(e.address)
+                self.suppress.pop(e.address, None)
 
     def _referral(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef) -> None:
         self.refs.collect(e, self.now, self._event)
@@ -330,6 +346,8 @@ class _Writer:
         if self.quarantine:
             insert_many(s, QuarantinedMessage, self.quarantine)
             out.quarantined = len(self.quarantine)
+        if self.unsuppress:
+            s.execute(delete(Suppression).where(Suppression.address.in_(self.unsuppress)))
         if self.suppress:
             insert_ignore(s, Suppression, [
                 {"address": a, "reason": r[:2000], "created_at": self.now}

@@ -253,11 +253,32 @@ class MailRetry:
     outbox_id: int
     reason: str
     next_attempt_at: datetime
+    ticket: int | None = None
+    fresh: bool = False  # an administrator's retry: attempts start again from zero
+
+
+@dataclass(frozen=True, slots=True)
+class MailDropped:
+    """An administrator decided a mail must never be sent."""
+
+    outbox_id: int
+    ticket: int | None
+    reason: str
+    actor: str = SYSTEM
+
+
+@dataclass(frozen=True, slots=True)
+class LiftSuppression:
+    """Mail may go to the address again (an administrator's retry after a fix)."""
+
+    address: str
+    actor: str = SYSTEM
 
 
 Effect = (OpenTicket | AddMessage | Reopen | SetSeverity | SetStatus | SetOwner | QueueMail
           | SkipAck | SuppressAddress | Quarantine | Note | MailSent | MailFailed | MailRetry
-          | Refer | AcceptReferral | SetEta | RecordCaseRef | RecordRating)
+          | Refer | AcceptReferral | SetEta | RecordCaseRef | RecordRating | MailDropped
+          | LiftSuppression)
 
 
 def describe(e: Effect) -> str:
@@ -305,4 +326,8 @@ def describe(e: Effect) -> str:
             return f"outbox {e.outbox_id} to {e.recipient} failed: {e.reason}"
         case MailRetry():
             return f"outbox {e.outbox_id} retried at {e.next_attempt_at}: {e.reason}"
+        case MailDropped():
+            return f"outbox {e.outbox_id} dropped: {e.reason}"
+        case LiftSuppression():
+            return f"mail to {e.address} allowed again"
     raise TypeError(f"not an effect: {e!r}")  # pragma: no cover
