@@ -28,6 +28,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from enum import StrEnum
+from typing import TypedDict
 
 from mailflow.quoting import split_reply
 from mailflow.rating import Rating, parse_rating
@@ -189,6 +190,13 @@ _CONFLICTS = {
 }
 
 
+class _At(TypedDict):
+    """Where a command was written: every command's first two fields."""
+
+    line: int
+    written: str
+
+
 class _Bad(Exception):
     pass
 
@@ -229,7 +237,7 @@ def parse_reply(text: str, now: datetime, tz: tzinfo, groups: Collection[str]) -
 
 def _command(name: str, arg: str, line: int, raw: str, now: datetime, tz: tzinfo,
              groups: Collection[str]) -> Command:
-    at = {"line": line, "written": raw}
+    at: _At = {"line": line, "written": raw}
     if name in ("accept", "internal"):
         if arg:
             raise _Bad(f"#{name} takes nothing after it (write text below the commands)")
