@@ -11,6 +11,7 @@ import logging
 import click
 
 from mailflow import config as config_mod
+from mailflow import logsetup
 from mailflow.cli.base import (
     EXIT_CONFIG,
     EXIT_RUNTIME,
@@ -45,14 +46,16 @@ __all__ = ["EXIT_CONFIG", "EXIT_RUNTIME", "_iso", "_open_db", "_settings", "fail
               type=click.Path(dir_okay=False),
               help="Configuration file (default: $MAILFLOW_CONFIG or ./mailflow.yaml).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--log-format", type=click.Choice(logsetup.FORMATS), default="text",
+              envvar="MAILFLOW_LOG_FORMAT", show_default=True,
+              help="Log lines for people, or one JSON object per line.")
 @click.version_option(package_name="mailflow")
 @click.pass_context
-def main(ctx: click.Context, config: str | None, verbose: int) -> None:
+def main(ctx: click.Context, config: str | None, verbose: int, log_format: str) -> None:
     """mailflow: an email-driven support mailbox processor."""
     ctx.ensure_object(dict).update(config=config, verbose=verbose)
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(max(level, logging.DEBUG), log_format)
 
 
 for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo, sla, digest):
