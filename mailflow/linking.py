@@ -272,9 +272,9 @@ def decide(msg: Incoming, facts: LinkFacts, policy: LinkPolicy, now: datetime) -
     # 3. A subject tag, only from a participant of that ticket.
     tags = subject_tags(msg.subject, policy.prefix)
     for n in tags:
-        t = facts.tickets.get(n)
-        if t and msg.from_addr in t.participants:
-            return _continue(t, f"subject tag [{policy.prefix}-{n}] from a participant", now,
+        tagged = facts.tickets.get(n)
+        if tagged and msg.from_addr in tagged.participants:
+            return _continue(tagged, f"subject tag [{policy.prefix}-{n}] from a participant", now,
                              policy)
     for n in tags:
         if n in facts.tickets:
