@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from mailflow.businesshours import BusinessCalendar, business_time_between, open_intervals
 from mailflow.classify.groups import Group
@@ -270,7 +271,8 @@ def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
     if resolved_from is not None:
         resolved.append((resolved_from, None))
     return _Timeline(
-        facts[0], tuple(waits), tuple(resolved), tuple(responses), tuple(reopens),
+        # clocks() checked that the history starts with Opened.
+        cast(Opened, facts[0]), tuple(waits), tuple(resolved), tuple(responses), tuple(reopens),
         tuple(f for f in facts if isinstance(f, Referred)),
         tuple(f for f in facts if isinstance(f, Accepted)),
         status, snoozed[1] if snoozed is not None and snoozed[1] > now else None, snoozed)
