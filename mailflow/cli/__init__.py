@@ -62,3 +62,4 @@ for _command in (init, check, db, run, tickets, outbox, quarantine, rules, demo,
     main.add_command(_command)
 for _command in EXPORT_COMMANDS:
     main.add_command(_command)
+from mailflow.cli import status as _status  # noqa: E402, F401 - registers mailflow status
