@@ -177,8 +177,13 @@ class OutboxSender:
         over ``smtp.connections`` connections, each claiming ``limit`` rows at a time."""
         report = DeliveryReport()
         marks: _Marks = GroupCommit(lambda sent: self._record_sent(sent, report), self._in_db)
-        await asyncio.gather(*(self._connection(report, marks, limit)
-                               for _ in range(self.settings.smtp.connections)))
+        outcomes = await asyncio.gather(*(self._connection(report, marks, limit)
+                                          for _ in range(self.settings.smtp.connections)),
+                                        return_exceptions=True)
+        # The other connections finish their batches first; then the first error counts.
+        for failed in outcomes:
+            if isinstance(failed, BaseException):
+                raise failed
         return report
 
     async def _batch(self, report: DeliveryReport, limit: int) -> list[OutboxRow]:
