@@ -79,6 +79,7 @@ def _customer_mails(session: Session, ids: list[int]) -> dict[int, list[StoredMa
             .where(StoredMessage.ticket_id.in_(ids), StoredMessage.direction == "in",
                    StoredMessage.disposition == "ticket")
             .order_by(StoredMessage.ticket_id, StoredMessage.id)):
+        assert tid is not None  # selected by ticket id
         first = tid not in out
         if first or (mid in joined[tid] if mid else received in joined_at[tid]):
             out[tid].append(StoredMail(raw, received))
