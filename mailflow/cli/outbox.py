@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -82,7 +83,7 @@ def outbox_show(ctx: click.Context, row_id: int) -> None:
         raw = row.raw
         if raw is None:
             raw = render(row, Composer(settings.templates_path), settings, SystemClock().now())
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer  # click.get_binary_stream is deprecated (Click 9 removes it)
     out.write(raw if raw.endswith(b"\n") else raw + b"\n")
     out.flush()
 

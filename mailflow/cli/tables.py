@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ def emit_json(items: Sequence[dict[str, Any]], **extra: Any) -> None:
 def _console() -> Any:
     from rich.console import Console
 
-    out = click.get_text_stream("stdout")
+    out = sys.stdout  # click.get_text_stream is deprecated (Click 9 removes it)
     tty = out.isatty()
     width = None if tty else int(os.environ.get("COLUMNS") or PIPE_WIDTH)
     # highlight=False: no guessing colours for numbers and addresses; a table's own

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def test_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
             return True
 
     for stream, coloured in ((Tty(), True), (io.StringIO(), False)):
-        monkeypatch.setattr(click, "get_text_stream", lambda _name, s=stream: s)
+        monkeypatch.setattr(sys, "stdout", stream)
         monkeypatch.delenv("NO_COLOR", raising=False)
         print_table([Col("Status", "status")], [{"status": "failed"}], "none",
                     {"failed": "red"})
