@@ -86,8 +86,8 @@ def handles_errors(fn: F) -> F:
             sys.exit(EXIT_CONFIG)
         except RulesError as exc:
             traceback_if_asked()
-            for p in exc.problems:
-                click.echo(str(p), err=True)
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
             sys.exit(EXIT_CONFIG)
         except (SchemaError, AlreadyRunning) as exc:
             fail(str(exc))
