@@ -42,9 +42,9 @@ from mailflow.tickets.decide import (
     SeverityPromise,
     Source,
     decide_batch,
-    human_duration,
 )
 from mailflow.tickets.effects import Quarantine
+from mailflow.tickets.wording import human_duration
 
 __all__ = ["BatchResult", "Fetched", "Ingestor", "Prepared", "prepare_batch", "prepare_one"]
 
