@@ -15,6 +15,7 @@ from email.parser import BytesParser
 from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -169,7 +170,7 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
-def _show_tickets(app) -> None:  # type: ignore[no-untyped-def]
+def _show_tickets(app: Any) -> None:
     from sqlalchemy import select
 
     click.echo("\n== tickets")
