@@ -18,6 +18,7 @@ import logging
 import re
 from dataclasses import dataclass
 from email.message import Message
+from typing import cast
 
 from mailflow.addresses import normalize_address
 from mailflow.decoding import decode_text
@@ -132,7 +133,8 @@ def _quoted_original(msg: Message, text: str) -> str | None:
         if ctype == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner:
-                ids = message_ids(str(inner[0].get("Message-ID") or ""))
+                # A message/* part's payload is a list of Message objects.
+                ids = message_ids(str(cast(Message, inner[0]).get("Message-ID") or ""))
                 if ids:
                     return ids[0]
         elif ctype == "text/rfc822-headers":
@@ -167,7 +169,7 @@ def dsn_report(msg: Message) -> DeliveryReport:
         if ctype == "message/delivery-status":
             blocks = part.get_payload()
             if isinstance(blocks, list):
-                for block in blocks:
+                for block in cast(list[Message], blocks):
                     rcpt = block.get("Final-Recipient") or block.get("Original-Recipient")
                     if rcpt:
                         recipients.append(normalize_address(decode_text(
@@ -177,7 +179,7 @@ def dsn_report(msg: Message) -> DeliveryReport:
         elif ctype in ("message/rfc822", "text/rfc822-headers") and original is None:
             inner = part.get_payload()
             if isinstance(inner, list) and inner:
-                ids = message_ids(_raw_header(inner[0], "Message-ID"))
+                ids = message_ids(_raw_header(cast(Message, inner[0]), "Message-ID"))
                 original = ids[0] if ids else None
             elif isinstance(inner, str):
                 m = re.search(r"(?im)^message-id:\s*(<[^>]+>)", inner)
