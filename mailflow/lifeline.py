@@ -8,6 +8,11 @@ daemon itself: a thread waits on a pidfd of the daemon (Linux 5.3+; elsewhere it
 once a second) and ends the worker the moment the daemon is gone. With the worker gone,
 the fork server sees its last client end and exits, and so does the resource tracker.
 
+The daemon's fork server is shared by every worker pool (parse, render...), so it is
+armed too (:func:`arm_forkserver`): preloaded with this module and told the daemon's pid
+through the environment, it starts the same watch in every process it forks, whichever
+pool asked for it.
+
 Why not ``PR_SET_PDEATHSIG``: with the ``forkserver`` start method a worker's parent is
 the fork server, not the daemon, so the signal would never come; and with ``spawn`` it
 fires when the *thread* that started the worker ends, which in a thread pool is any
@@ -20,8 +25,18 @@ import os
 import select
 import threading
 import time
+from typing import Any
 
 EXIT_ORPHANED = 70  # the worker did not choose to stop
+# The pid every process forked by our fork server watches (set by arm_forkserver).
+PID_ENV = "MAILFLOW_LIFELINE_PID"
+
+
+def arm_forkserver(ctx: Any, preload: list[str]) -> None:
+    """Call in the daemon before the fork server starts (the first forkserver pool):
+    every process the fork server forks then ends with this one."""
+    os.environ[PID_ENV] = str(os.getpid())  # the fork server inherits it
+    ctx.set_forkserver_preload([__name__, *preload])
 
 
 def die_with(pid: int) -> None:
@@ -51,3 +66,13 @@ def _watch(pid: int) -> None:
         except (ProcessLookupError, PermissionError):
             # Gone, or its pid now belongs to a process we may not signal.
             os._exit(EXIT_ORPHANED)
+
+
+def _in_fork_server() -> None:
+    """Imported in the fork server (preloaded): arm every child it forks."""
+    pid = os.environ.get(PID_ENV, "")
+    if pid.isdigit() and int(pid) != os.getpid() and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: die_with(int(pid)))
+
+
+_in_fork_server()

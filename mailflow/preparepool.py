@@ -27,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, tzinfo
 
 from mailflow.classify import RuleSet
-from mailflow.lifeline import die_with
+from mailflow.lifeline import arm_forkserver, die_with
 from mailflow.prepare import Fetched, Prepared, prepare_batch
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,9 @@ class PreparePool:
                           else "spawn")
                 ctx = multiprocessing.get_context(method)
                 if method == "forkserver":
-                    ctx.set_forkserver_preload(["mailflow.ingest"])
+                    # Every process the fork server forks ends with the daemon, also
+                    # those of other pools that share it (mailflow.lifeline).
+                    arm_forkserver(ctx, ["mailflow.ingest"])
                 self._executor = ProcessPoolExecutor(self.processes, mp_context=ctx,
                                                      initializer=_worker_init,
                                                      initargs=(os.getpid(),))

@@ -44,3 +44,26 @@ def test_watching_oneself_does_nothing() -> None:
 
     die_with(os.getpid())  # would end the test run if it watched
     assert _alive(os.getpid())
+
+
+def test_every_process_of_an_armed_fork_server_ends_with_the_daemon() -> None:
+    """A pool that does not call die_with itself (as another pool sharing the fork
+    server) still loses its workers when the process that armed the server is killed."""
+    code = """
+import multiprocessing, os, signal
+from concurrent.futures import ProcessPoolExecutor
+from mailflow.lifeline import arm_forkserver
+ctx = multiprocessing.get_context("forkserver")
+arm_forkserver(ctx, [])
+pool = ProcessPoolExecutor(1, mp_context=ctx)
+print(pool.submit(os.getpid).result(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    worker = int(proc.stdout.readline())
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived the killed process"
+        time.sleep(0.05)
