@@ -276,9 +276,17 @@ class MailboxWatcher:
         if self.imap.idle and client.has_capability("IDLE"):
             client.idle()
             started = time.monotonic()
+            quiet_eof = 0
             try:
                 while not stop.is_set():
+                    asked = time.monotonic()
                     responses = client.idle_check(timeout=1)
+                    _raise_if_gone(responses, time.monotonic() - asked, quiet_eof)
+                    # imapclient swallows EOF during IDLE: the socket is readable at once
+                    # and yields nothing. Without this, a server that went away leaves
+                    # the watcher idling on a dead connection until the IDLE renewal.
+                    quiet_eof = quiet_eof + 1 if not responses and \
+                        time.monotonic() - asked < 0.5 else 0
                     if any(_is_new_mail(r) for r in responses):
                         return
                     if time.monotonic() - started > IDLE_RENEW_SECONDS:
@@ -348,6 +356,15 @@ class MailboxWatcher:
                 log.info("%s: working again", self.key)
                 last_problem = None
         self.close()
+
+
+def _raise_if_gone(responses: list[Any], waited: float, quiet_eof: int) -> None:
+    """A BYE from the server, or a connection that keeps reading as EOF: reconnect."""
+    for r in responses:
+        if isinstance(r, tuple) and r and r[0] == b"BYE":
+            raise ConnectionError(f"the server ended the session: {r[1:]!r}")
+    if quiet_eof >= 3 and not responses and waited < 0.5:
+        raise ConnectionError("the server closed the connection during IDLE")
 
 
 def _is_new_mail(response: Any) -> bool:
