@@ -16,8 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, and_, bindparam, func, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    CursorResult,
+    Table,
+    and_,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.outbox import DROPPED, SENT
@@ -49,18 +60,19 @@ def _closed_before(cutoff: datetime,
 def _purge_batch(s: Session, ids: list[int], cutoff: datetime, report: PurgeReport) -> None:
     # PostgreSQL: lock the tickets, so ingest cannot reopen one until we commit.
     s.execute(select(Ticket.id).where(*_closed_before(cutoff, ids)).with_for_update())
-    ob = OutboxRow.__table__
+    ob = cast(Table, OutboxRow.__table__)  # typed FromClause by DeclarativeBase
     sent = and_(ob.c.raw.is_not(None), ob.c.status.in_([SENT, DROPPED]),
                 ob.c.ticket_id.in_(select(Ticket.id).where(*_closed_before(cutoff, ids))))
     report.bytes += s.scalar(select(func.coalesce(func.sum(func.length(ob.c.raw)), 0))
                              .where(sent)) or 0
     # A write statement first: on SQLite it takes the database's write lock, so the
     # re-check below cannot go stale before commit (PostgreSQL holds the row locks).
-    report.outbox += s.execute(update(ob).where(sent).values(raw=None)).rowcount or 0
+    done = cast(CursorResult[Any], s.execute(update(ob).where(sent).values(raw=None)))
+    report.outbox += done.rowcount or 0
     confirmed = list(s.scalars(select(Ticket.id).where(*_closed_before(cutoff, ids))))
     if not confirmed:
         return
-    mt = StoredMessage.__table__
+    mt = cast(Table, StoredMessage.__table__)
     rows = s.execute(select(mt.c.id, mt.c.flags, func.length(mt.c.raw))
                      .where(mt.c.ticket_id.in_(confirmed), func.length(mt.c.raw) > 0)).all()
     if not rows:
