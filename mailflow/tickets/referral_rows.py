@@ -8,9 +8,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from mailflow.store.db import chunks, insert_many
@@ -18,7 +18,7 @@ from mailflow.store.models import Participant, Referral, StoredMessage
 from mailflow.tickets import EventKind
 from mailflow.tickets.effects import AcceptReferral, RecordCaseRef, Refer, SetEta
 
-_R = Referral.__table__
+_R = cast(Table, Referral.__table__)  # typed FromClause by DeclarativeBase
 EventFn = Callable[..., None]
 
 
@@ -126,6 +126,7 @@ def attach_originals(s: Session, rows: list[dict[str, Any]], local: dict[str, by
         return
     raws = {k: local[k] for k in wanted if k in local}
     missing = sorted(wanted - raws.keys())
+    raw: bytes | None
     for chunk in chunks(missing):
         for key, raw in s.execute(select(StoredMessage.dedupe_key, StoredMessage.raw)
                                   .where(StoredMessage.dedupe_key.in_(chunk))):
