@@ -66,7 +66,7 @@ def relaxed_engine(main: Engine) -> Engine:
     other writes keep the main engine's full syncs.
     """
     url: URL = main.url
-    engine = make_engine(url)
+    engine = make_engine(url)  # type: ignore[arg-type]  # create_engine takes a URL too
 
     def relax(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
