@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.classify.groups import GroupsConfig
@@ -48,7 +48,7 @@ from mailflow.store.models import (
 )
 from mailflow.tickets import EventKind
 from mailflow.tickets.apply import ApplyContext, apply
-from mailflow.tickets.effects import Effect, Refer, SetSeverity
+from mailflow.tickets.effects import Effect, Refer, Schedule, SetSeverity
 from mailflow.tickets.referral import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class Scheduler:
             clocks += _clock_rows(r.id, tc)
             next_due.append({"tid": r.id, "due": now if changed
                              else _next_due(pol.escalation, tc, done, now)})
+        effects += [Schedule(d["tid"], d["due"]) for d in next_due]
         applied = apply(s, effects, ApplyContext(
             now, self.settings.support_address, self.settings.domain,
             self.settings.ticket_prefix, getattr(self.settings.tz, "key", None) or "UTC"))
@@ -163,10 +164,6 @@ class Scheduler:
         for chunk in chunks(ids):
             s.execute(delete(TicketClock).where(TicketClock.ticket_id.in_(chunk)))
         insert_many(s, TicketClock, clocks)
-        # After apply: a ticket the effects changed is looked at again at once.
-        s.connection().execute(
-            _T.update().where(_T.c.id == bindparam("tid")).values(next_due_at=bindparam("due")),
-            next_due)
         return applied.queued
 
 

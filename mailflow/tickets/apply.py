@@ -62,6 +62,7 @@ from mailflow.tickets.effects import (
     RecordRating,
     Refer,
     Reopen,
+    Schedule,
     SetEta,
     SetOwner,
     SetSeverity,
@@ -115,6 +116,7 @@ class _Writer:
         self.suppress: dict[str, str] = {}
         self.outbox_updates: list[dict[str, Any]] = []
         self.unsuppress: set[str] = set()
+        self.schedule: dict[int, datetime | None] = {}
         self.refs = ReferralWrites()
 
     # -- collect ------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class _Writer:
             case LiftSuppression():
                 self.unsuppress.add(e.address)
                 self.suppress.pop(e.address, None)
+            case Schedule():
+                self.schedule[e.ticket] = e.due
 
     def _referral(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef) -> None:
         self.refs.collect(e, self.now, self._event)
@@ -408,6 +412,12 @@ class _Writer:
             conn.execute(_T.update().where(_T.c.id == tid).values(
                 first_response_at=func.coalesce(_T.c.first_response_at, bindparam("at"))),
                 [{"tid": t, "at": at} for t, at in self.responded.items()])
+        for t, due in self.schedule.items():
+            # The scheduler's own verdict wins over "look again now", unless this very
+            # apply changed the ticket (then its clocks must be computed again).
+            if t in self.columns and due is not None and due > self.now:
+                continue
+            self.columns.setdefault(t, {})["next_due_at"] = due
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for t, cols in self.columns.items():
             row = {"tid": t, **{f"v_{k}": v for k, v in cols.items()}}

@@ -268,6 +268,14 @@ class MailDropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """When the scheduler must look at the ticket next (None: nothing pending)."""
+
+    ticket: int
+    due: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class LiftSuppression:
     """Mail may go to the address again (an administrator's retry after a fix)."""
 
@@ -278,7 +286,7 @@ class LiftSuppression:
 Effect = (OpenTicket | AddMessage | Reopen | SetSeverity | SetStatus | SetOwner | QueueMail
           | SkipAck | SuppressAddress | Quarantine | Note | MailSent | MailFailed | MailRetry
           | Refer | AcceptReferral | SetEta | RecordCaseRef | RecordRating | MailDropped
-          | LiftSuppression)
+          | LiftSuppression | Schedule)
 
 
 def describe(e: Effect) -> str:
@@ -330,4 +338,6 @@ def describe(e: Effect) -> str:
             return f"outbox {e.outbox_id} dropped: {e.reason}"
         case LiftSuppression():
             return f"mail to {e.address} allowed again"
+        case Schedule():
+            return f"ticket {e.ticket}: next look at {e.due}"
     raise TypeError(f"not an effect: {e!r}")  # pragma: no cover
