@@ -174,7 +174,7 @@ class MailboxWatcher:
         result.outcomes.update(res.outcomes)
         result.new_outbox += res.new_outbox
         if self.on_batch is not None:
-            self.on_batch(res.outcomes, [f.when for f in job.batch], self.clock.now())
+            self.on_batch(res.outcomes, [f.internaldate for f in job.batch], self.clock.now())
         if res.done_uids and self.on_outbox:
             # Mail to send, or tickets whose clocks the scheduler should look at.
             self.on_outbox(res.new_outbox)
