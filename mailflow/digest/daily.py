@@ -116,9 +116,12 @@ def daily_counts(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: 
     solved = select(_bucket(s, E.at, w, tz).label("b"), E.ticket_id.label("t"),
                     literal(0).label("r")).where(_in(E.at, w), _resolved())
     u = union_all(resp, solved).subquery()
-    take(select(u.c.b, func.sum(u.c.r), func.count(func.distinct(u.c.t)),
-                func.count(func.distinct(case((u.c.r == 0, u.c.t)))))
-         .group_by(u.c.b), "responses", "handled", "resolved")
+    # One sort by (day, ticket), then a count per day: cheaper than two COUNT(DISTINCT).
+    per = (select(u.c.b, func.sum(u.c.r).label("n"), func.min(u.c.r).label("rs"))
+           .group_by(u.c.b, u.c.t).subquery())
+    take(select(per.c.b, func.sum(per.c.n), func.count(),
+                func.sum(case((per.c.rs == 0, 1), else_=0))).group_by(per.c.b),
+         "responses", "handled", "resolved")
 
     # The other events, one scan: follow-ups, reopens, escalations, requests, ratings.
     b = _bucket(s, E.at, w, tz).label("b")

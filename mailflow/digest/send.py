@@ -62,6 +62,7 @@ def collect(s: Session, day: date, p: Params, now: datetime) -> Inputs:
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(p.tz)
+    q.for_large_reads(s)
     w = day_window(day, tz)
     daily = daily_counts(s, day - timedelta(days=30), day, tz, p.fcr_window, p.early)
     esc_w = Window(day_window(day - timedelta(days=29), tz).start, w.end)
