@@ -20,6 +20,7 @@ import secrets
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -246,3 +247,27 @@ def test_one_digest_with_the_days_numbers(stack: MailStack, db_url: str, make_ap
         n = s.scalar(select(func.count()).select_from(OutboxRow).where(
             OutboxRow.kind == "digest"))
     assert n == 1
+
+
+def test_cli_prints_and_refuses_what_it_cannot_do(sqlite_url: str, make_app,
+                                                  tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from mailflow.cli import main
+
+    make_app(None, sqlite_url)  # a migrated, empty database
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(yaml.safe_dump({"database": sqlite_url, "support_address": SUPPORT,
+                                   "rules_dir": str(Path(__file__).parents[2] / "rules")}))
+    run = CliRunner().invoke
+    res = run(main, ["--config", str(cfg), "digest", "--date", "2026-11-24"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("Subject: Support digest 2026-11-24")
+    assert "Nothing needs your attention today." in res.output
+    res = run(main, ["--config", str(cfg), "digest", "--date", "2026-11-24", "--format", "html"])
+    assert res.exit_code == 0 and "<table" in res.output and "<script" not in res.output
+    res = run(main, ["--config", str(cfg), "digest", "--send"])
+    assert res.exit_code == 2 and "digest.recipients is empty" in res.output
+    res = run(main, ["--config", str(cfg), "digest", "--date", "yesterday"])
+    assert res.exit_code == 2 and "--date" in res.output
