@@ -35,6 +35,7 @@ from mailflow.classify import RuleSet
 from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock
 from mailflow.config import ConfigError, CredentialError, ImapSettings, MailboxSettings
+from mailflow.explain import imap_problem
 from mailflow.ingest import Fetched, Ingestor, Prepared
 from mailflow.liveness import PartState
 from mailflow.preparepool import PreparePool
@@ -315,11 +316,16 @@ class MailboxWatcher:
             except (LoginError, CredentialError, ConfigError) as exc:
                 # A refused login or a token helper failing: an administrator's problem,
                 # said once per attempt, retried with back-off (a token may come back).
+                # Said decoded, naming server and user (the server's words arrive as a
+                # bytes repr: b'[AUTHENTICATIONFAILED]...'), as `check --connect` says it.
                 self.close()
                 self.state.failed(f"login refused: {exc}", self.clock.now())
+                i = self.imap
+                problem = imap_problem(exc, i.host, i.port, i.security, i.username,
+                                       i.timeout.total_seconds())
                 delay = next(delays)
                 log.error("%s: cannot log in to IMAP as %s (%s); retrying in %.0fs",
-                          self.key, self.imap.username, exc, delay)
+                          self.key, i.username, problem, delay)
                 stop.wait(delay)
             except NETWORK_ERRORS as exc:
                 self.close()
