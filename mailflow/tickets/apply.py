@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, case, delete, func, select
+from sqlalchemy import BindParameter, Table, bindparam, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from mailflow.linking import message_id_for, reply_address
@@ -72,8 +72,9 @@ from mailflow.tickets.effects import (
 )
 from mailflow.tickets.referral_rows import ReferralWrites, attach_originals, history
 
-_T = Ticket.__table__
-_O = OutboxRow.__table__
+# DeclarativeBase types __table__ as FromClause; these are Tables (update() needs one).
+_T = cast(Table, Ticket.__table__)
+_O = cast(Table, OutboxRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -309,8 +310,10 @@ class _Writer:
         if r.ticket is not None:
             kind = EventKind.ACK_QUEUED if r.kind == OutboxKind.ACKNOWLEDGMENT \
                 else EventKind.MAIL_QUEUED
+            data: dict[str, Any] = ({} if kind == EventKind.ACK_QUEUED
+                                    else {"template": r.template})
             self._event(r.ticket, kind, e.summary or f"{r.kind} to {r.recipient}", "mailflow",
-                        **({} if kind == EventKind.ACK_QUEUED else {"template": r.template}))
+                        **data)
 
     # -- write ----------------------------------------------------------------------------
     def _write(self) -> Applied:
@@ -389,7 +392,7 @@ class _Writer:
 
     def _update_tickets(self) -> None:
         conn = self.s.connection()
-        tid = bindparam("tid")
+        tid: BindParameter[Any] = bindparam("tid")
         touched = sorted({*self.reopens, *self.raises, *self.responded, *self.columns})
         if touched and conn.dialect.name == "postgresql":
             # Row locks in one order (ticket id) before any update: two writers touching
@@ -404,7 +407,7 @@ class _Writer:
                 reopen_count=_T.c.reopen_count + bindparam("n")),
                 [{"tid": t, "n": n} for t, n in self.reopens.items()])
         if self.raises:
-            new = bindparam("sev")
+            new: BindParameter[Any] = bindparam("sev")
             conn.execute(_T.update().where(_T.c.id == tid).values(
                 severity=case((_T.c.severity > new, new), else_=_T.c.severity)),
                 [{"tid": t, "sev": v} for t, v in self.raises.items()])
