@@ -152,7 +152,7 @@ class PreparePool:
                       "restarting the worker", type(exc).__name__, exc)
 
 
-class _Done(Future):  # type: ignore[type-arg]
+class _Done(Future):
     """A batch prepared inline at submit time."""
 
 
