@@ -156,7 +156,7 @@ class HealthServer:
     @property
     def address(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"  # a TCP server's host is text (bytes only for AF_UNIX)
 
     def start(self) -> None:
         self.thread.start()
