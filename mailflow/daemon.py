@@ -173,6 +173,7 @@ async def serve(app: App) -> None:
 
     def shutdown() -> None:
         log.info("shutting down: finishing the current batch")
+        app.sender.stopping = True  # sends what it claimed, claims nothing more
         stop.set()
         wake.set()
         wake_scheduler.set()
@@ -236,9 +237,10 @@ async def serve(app: App) -> None:
         "health", lambda: watch_health(app, live, alerter, stop), stop,
         on_failure=restarted(None))))
     await stop.wait()
-    # Watchers finish their batch in hand (bounded: one batch); the sender its pass,
-    # given a grace period (a pass over a long queue is cut short: what it had not
-    # started goes back to the queue, a mail in flight waits for its lease).
+    # Watchers finish their batch in hand (one batch each); the sender the mail it had
+    # claimed (two batches a connection at most). Past the grace period the sender is
+    # cancelled: what it had not started goes back to the queue, a mail in flight
+    # waits for its lease.
     await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
     try:
         await asyncio.wait_for(sender, timeout=SENDER_GRACE)

@@ -158,6 +158,12 @@ class OutboxSender:
         # connections never wait on each other for SQLite's write lock (whose busy
         # handler sleeps in steps of up to 100 ms).
         self._db = ThreadPoolExecutor(1, thread_name_prefix="outbox-db")
+        # Told of each row's outcome once it is recorded: (kind, "sent" | "retrying" |
+        # "failed", seconds from queued to sent, else None). Metrics listen (issue 15).
+        self.on_result: Callable[[str, str, float | None], None] | None = None
+        # Set by the daemon on SIGTERM: claim nothing more; what is claimed is sent and
+        # marked, so a graceful stop leaves no mail waiting for its lease.
+        self.stopping = False
 
     def start(self) -> None:
         """Boot the render worker (the daemon does at start-up; otherwise the first
@@ -188,7 +194,7 @@ class OutboxSender:
 
     async def _batch(self, report: DeliveryReport, limit: int) -> list[OutboxRow]:
         """Claim, render and store the next rows to send; [] when nothing is due."""
-        while True:
+        while not self.stopping:
             ids = await self._in_db(claim, self.sessions, self.clock.now(),
                                     self.settings.outbox.lease, limit)
             if not ids:
@@ -201,6 +207,7 @@ class OutboxSender:
             ready = [r for r in rows if r.raw is not None]
             if ready:
                 return ready
+        return []
 
     async def _connection(self, report: DeliveryReport, marks: _Marks, limit: int) -> None:
         """One SMTP connection: send a batch while the next is claimed and rendered,
@@ -320,6 +327,9 @@ class OutboxSender:
         for row, _ in sent:
             report.sent.append(row.id)
             log.info("sent outbox %s (%s) to %s", row.id, row.kind, row.recipient)
+            if self.on_result is not None:
+                self.on_result(row.kind, SENT, (now - row.created_at).total_seconds()
+                               if row.created_at else None)
 
     def _record_failure(self, rows: list[OutboxRow], exc: DeliveryError,
                         report: DeliveryReport) -> None:
@@ -341,6 +351,9 @@ class OutboxSender:
                     report.retrying.append(row.id)
                     log.warning("outbox %s to %s will be retried at %s: %s", row.id,
                                 row.recipient, retry.next_attempt_at, exc)
+                if self.on_result is not None:
+                    self.on_result(row.kind, FAILED if row.id in report.failed else
+                                   "retrying", None)
             apply(s, effects, self._ctx(now))
 
     def _ctx(self, now: datetime) -> ApplyContext:
