@@ -104,8 +104,8 @@ def test_wrong_imap_password_alerts_once_and_recovers_once(stack: MailStack,
             return body if status == 503 else None
 
         body = wait_until(failing, 30, what="/healthz to turn 503")
-        assert body["status"] == "failing" and BOX in body["problems"][0]
-        assert "login refused" in body["mailboxes"][0]["last_error"]
+        assert body["status"] == "failing" and BOX in body["problems"][0], body
+        assert "login refused" in body["mailboxes"][0]["last_error"], body
         alerts = wait_until(lambda: stack.messages(ADMIN), 30, what="the alert mail")
         assert len(alerts) == 1 and b"ALERT: mailbox support@example.test/INBOX is down" \
             in alerts[0]
