@@ -2,7 +2,9 @@
 
 Starts Dovecot and an SMTP server, puts example customer mail into the support INBOX,
 runs one cycle on SQLite, shows the tickets opened and the mail the customers got,
-then has one customer reply to the acknowledgment and runs again.
+then has one customer reply to the acknowledgment and runs again; then a referral to
+tier 2 and its reply with mail commands, an escalation, and the digest
+(:mod:`mailflow.demo_flow`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import click
 
 from mailflow import config as config_mod
-from mailflow import stackctl
+from mailflow import demo_flow, stackctl
 from mailflow.app import build
 from mailflow.daemon import run_once
 from mailflow.mailstack import PASSWORD, MailStack
@@ -29,7 +31,7 @@ from mailflow.store.db import make_engine, upgrade
 from mailflow.store.models import Ticket
 
 CUSTOMERS = ["ann@customer.test", "bob@bigcorp.example", "carol@shop.test",
-             "ooo@customer.test"]
+             "ooo@customer.test", "dave@customer.test"]
 
 EXAMPLES = [
     ("Ann Example <ann@customer.test>", "Website down for all users",
@@ -84,7 +86,7 @@ def run_demo(directory: Path, keep: bool = False) -> int:
     db_path.unlink(missing_ok=True)
     click.echo("== starting a private mail stack (Dovecot + SMTP on loopback)")
     stack = MailStack.create(stackctl.stack_root(directory),
-                             users=["support@example.test", *CUSTOMERS])
+                             users=["support@example.test", *CUSTOMERS, *demo_flow.STAFF])
     try:
         stack.start()
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
@@ -105,6 +107,7 @@ def run_demo(directory: Path, keep: bool = False) -> int:
         click.echo(f"   config {cfg}, database {db_path}")
 
         click.echo(f"\n== {len(EXAMPLES)} customer mails arrive in support@example.test's INBOX")
+        seen: dict[str, int] = {}
         stack.append("support@example.test", [_mail(*e) for e in EXAMPLES])
         app = build(settings)
         try:
@@ -113,13 +116,14 @@ def run_demo(directory: Path, keep: bool = False) -> int:
                        f"{dict(res.outcomes)}, sent {len(res.delivery.sent)} mail(s)")
             _show_tickets(app)
             click.echo("\n== what the customers received")
-            for c in CUSTOMERS:
+            for c in CUSTOMERS[:4]:
                 got = stack.wait_for(c, 1, timeout=2 if c.startswith("ooo") else 10)
+                seen[c] = len(got)
                 if not got:
                     click.echo(f"   {c}: nothing (automatic mail gets no acknowledgment)")
                 for raw in got:
                     m = BytesParser(policy=default_policy).parsebytes(raw)
-                    click.echo(f"   {c}: {m['Subject']!s}  [Auto-Submitted: "
+                    click.echo(f"   {c}: {str(m['Subject']).strip()}  [Auto-Submitted: "
                                f"{m['Auto-Submitted']}]")
             ack = BytesParser(policy=default_policy).parsebytes(
                 stack.messages("carol@shop.test")[0])
@@ -139,6 +143,11 @@ def run_demo(directory: Path, keep: bool = False) -> int:
             click.echo(f"   mailflow run --once: fetched {res.fetched}, {dict(res.outcomes)}, "
                        f"sent {len(res.delivery.sent)} (a reply gets no second acknowledgment)")
             _show_tickets(app)
+            seen["carol@shop.test"] = len(stack.messages("carol@shop.test"))
+            demo_flow.referral_and_tier_reply(app, stack, seen)
+            demo_flow.escalation(app, stack, seen)
+            _show_tickets(app)
+            demo_flow.digest(app)
         finally:
             app.close()
         click.echo(f"\nInspect: mailflow --config {cfg} tickets show SUP-3")

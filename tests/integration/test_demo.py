@@ -94,6 +94,13 @@ def test_keep_leaves_both_servers_running_until_stop(where: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(main, ["demo", "--keep", str(where)])
     assert res.exit_code == 0, res.output
+    # The demo shows the whole mission: referral, tier reply, escalation, digest.
+    out = res.output
+    assert "tier2@example.test: Referral to tier2" in out
+    assert "tom.engineer@example.test: Commands:" in out  # the transcript of #accept #eta
+    assert "escalation step first-response-missed fired for SUP-1" in out
+    assert "helpdesk-lead@example.test: Escalation:" in out
+    assert "SUPPORT DIGEST" in out
     line = next(ln for ln in res.output.splitlines() if ln.startswith("mail stack left"))
     imap_port = int(line.split("IMAP 127.0.0.1:")[1].split(",")[0])
     smtp_port = int(line.split("SMTP 127.0.0.1:")[1].split(" ")[0])
