@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from mailflow.classify import Classification, RuleSet, load_rules
 from mailflow.classify.replay import (
@@ -87,3 +90,23 @@ def test_unparseable_messages_are_skipped_for_both_rule_sets(tmp_path: Path) -> 
     r = replay_ticket(1, [StoredMail(b"", AT), StoredMail(mail(subject="invoice"), AT)],
                       rs, rs, UTC)
     assert r is not None and r.messages == 1 and r.current.category == "administrative"
+
+
+def test_progress_line_every_n_tickets_only_on_a_terminal(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailflow.cli.rules import _Progress
+
+    quiet = _Progress(every=2)  # pytest's stderr is no terminal
+    for _ in range(5):
+        quiet.step()
+    quiet.done()
+    assert capsys.readouterr().err == ""
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = _Progress(every=2)
+    shown.total = 5
+    for _ in range(5):
+        shown.step()
+    shown.done()
+    assert capsys.readouterr().err.splitlines() == [
+        "replayed 2 of 5 tickets...", "replayed 4 of 5 tickets...", "replayed 5 of 5 tickets"]
