@@ -101,9 +101,29 @@ async def _once(app: App) -> OnceResult:
     return result
 
 
+def digest_pass(app: App) -> int:
+    """Queue the daily digest when its time has come (also after downtime); once per day
+    and recipient, whatever restarts or second workers do (the outbox's unique key)."""
+    from mailflow.digest.schedule import due_digest_day
+    from mailflow.digest.send import last_digest_day, queue_digest
+
+    st = app.settings
+    if not st.digest.recipients:
+        return 0
+    now = app.clock.now()
+    day = due_digest_day(now, st.digest.at, st.tz, last_digest_day(app.sessions))
+    if day is None:
+        return 0
+    queued = queue_digest(app.sessions, st, day, now)
+    if queued:
+        log.info("digest %s queued to %d recipient(s)", day.isoformat(), queued)
+    return queued
+
+
 def scheduler_pass(app: App) -> int:
-    """Ticks until nothing is due now; the number of escalation steps fired."""
-    fired = 0
+    """Ticks until nothing is due now, then the digest if its time has come; the
+    number of escalation steps fired and digests queued."""
+    fired = digest_pass(app)
     while True:
         res = app.scheduler.tick(app.clock.now())
         fired += len(res.fired)
