@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +26,7 @@ from sqlalchemy import inspect
 
 from mailflow.compose import Composer, TemplateProblem
 from mailflow.config import Settings
+from mailflow.lifeline import arm_forkserver, die_with
 from mailflow.store.models import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -94,9 +96,15 @@ class RenderPool:
                 # this one, whose IMAP threads make fork() unsafe.
                 method = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                           else "spawn")
+                ctx = multiprocessing.get_context(method)
+                if method == "forkserver":
+                    # This pool may start the shared fork server before the parse pool
+                    # does (run --once renders while it ingests): arm it the same way,
+                    # so every worker ends with the daemon (mailflow.lifeline).
+                    arm_forkserver(ctx, ["mailflow.ingest"])
                 self._executor = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context(method),
-                    initializer=_worker_init, initargs=(self.settings,))
+                    self.processes, mp_context=ctx, initializer=_worker_init,
+                    initargs=(self.settings, os.getpid()))
             return self._executor
 
     def _broken(self, exc: BaseException) -> None:
@@ -112,8 +120,10 @@ class RenderPool:
 _worker: tuple[Settings, Composer] | None = None
 
 
-def _worker_init(settings: Settings) -> None:
+def _worker_init(settings: Settings, daemon_pid: int) -> None:
     global _worker
+    # Never outlives the daemon, even a SIGKILLed one (mailflow.lifeline).
+    die_with(daemon_pid)
     # The daemon decides how to stop (it finishes what is in hand), not Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = (settings, Composer(settings.templates_path))
