@@ -148,7 +148,9 @@ def test_4xx_on_one_connection_backs_off_that_connection_only(stack: MailStack, 
 def test_sigkill_during_parallel_send_then_restart(stack: MailStack, sqlite_url: str,
                                                    tmp_path: Path) -> None:
     """Kill -9 while three connections send, restart: every acknowledgment arrives, and
-    only the mails in flight at the kill (at most one per connection) arrive twice."""
+    only the mails in flight at the kill (at most one per connection) arrive twice. The
+    killed process is a `run --once` (its render worker starts while it ingests), and
+    none of its worker processes outlives it."""
     connections = 3
     cfg = tmp_path / "mailflow.yaml"
     imap, smtp = stack.settings_yaml(sqlite_url, f"rules_dir: {RULES}\n"
@@ -164,7 +166,8 @@ def test_sigkill_during_parallel_send_then_restart(stack: MailStack, sqlite_url:
     n = 200
     _queue(stack, n)
     with open(tmp_path / "daemon.log", "wb") as log:
-        proc = subprocess.Popen([*exe, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*exe, "run", "--once"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
             while _delivered(stack) < 20:
@@ -210,10 +213,20 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _reap(pids: set[int]) -> None:
-    """The killed daemon's worker processes end on their own once it is gone."""
+    """The killed process's workers end on their own once it is gone (mailflow.lifeline);
+    any left after 10 s are killed here and fail the test."""
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    for p in pids:
-        if Path(f"/proc/{p}").exists():
-            os.kill(p, signal.SIGKILL)
+    left = {p for p in pids if _alive(p)}
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, "worker processes outlived the killed mailflow"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
