@@ -254,7 +254,10 @@ class _Batch:
         fx.append(ack)
         self._escalation_request(key, cls, msg, received, fx)
         group = self.policy.groups.get(cls.owner_group)
-        if referable(group):
+        # Mail that was in the folder before mailflow first read it (imap.backlog:
+        # import) gets no referral mail either: a backlog of old requests must not
+        # flood a group; the owner the rules gave is kept.
+        if referable(group) and p.fetched.uid > self.source.backlog_until_uid:
             assert group is not None
             r = at_intake(self.tickets[key], group, cls.matched, msg, received,
                           self.new_token(), self.tier,

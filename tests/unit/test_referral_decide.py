@@ -357,3 +357,11 @@ def test_staff_plain_words_without_a_token_are_kept_without_a_notice() -> None:
                                                           {"orig@customer.test": 7})),
                        POLICY, Source(), NOW)
     assert _kinds(list(d.effects)) == ["AddMessage", "Note:refused"]
+
+
+def test_the_imported_backlog_is_not_referred_by_mail() -> None:
+    tokens = iter(f"tok{n:09d}" for n in range(100))
+    [d] = decide_batch([_prep(mail(subject="database"), owner="tier2")], StoreFacts(), POLICY,
+                       Source("support/INBOX", 7, backlog_until_uid=5), NOW,
+                       token=lambda: next(tokens))
+    assert _kinds(list(d.effects)) == ["OpenTicket", "SkipAck", "AddMessage"]
