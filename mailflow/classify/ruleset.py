@@ -406,8 +406,8 @@ def load_rules(rules_dir: Path, display: str | None = None) -> RuleSet:
                     elif k == "category" and v not in CATEGORIES:
                         c.add(line, f"defaults: category must be technical or administrative "
                                     f"(got {_show(v)})")
-                    elif k == "owner" and v not in groups:
-                        c.add(line, f"defaults: unknown tier group {v!r}")
+                    elif k == "owner" and (not isinstance(v, str) or v not in groups):
+                        c.add(line, f"defaults: unknown tier group {_show(v)}")
                     elif k not in ("severity", "category", "owner"):
                         c.add(line, f"defaults: unknown key {k!r} (expected severity, "
                                     "category, owner)")

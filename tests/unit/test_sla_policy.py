@@ -169,7 +169,9 @@ def test_yaml_syntax_error_and_missing_file(tmp_path: Path) -> None:
     assert problem.startswith("rules/sla.yaml:") and "invalid YAML" in problem
     (d / "sla.yaml").write_text("calendars:\n  o: {holidays: [2026-13-01]}\n")
     [problem] = _problems(d)
-    assert problem == "rules/sla.yaml:1: invalid YAML: month must be in 1..12"
+    # Located at its line (the loader used to lose it: line 1).
+    assert problem == ("rules/sla.yaml:2: invalid YAML: not a valid date: 2026-13-01 "
+                       "(month must be in 1..12)")
     (d / "sla.yaml").unlink()
     assert _problems(d) == ["rules/sla.yaml:0: file not found (see docs/sla.md)"]
 
