@@ -134,3 +134,68 @@ def headers(stack: MailStack, user: str, *names: str) -> list[dict[str, str]]:
         msg = parser.parsebytes(data[uid][key])
         out.append({n: str(msg.get(n, "")).strip() for n in names})
     return out
+
+
+def backlog(stack: MailStack, n: int, senders: int, tag: str) -> list[str]:
+    """``n`` customer mails in the support INBOX from ``senders`` plus-addresses of the
+    customer (each sender writes at most ceil(n / senders) of them); their Message-IDs."""
+    from tests.conftest import SUPPORT
+    from tests.mails import mail
+
+    ids = [f"{tag}-{i}@customer.test" for i in range(n)]
+    raws = [mail(sender=f"Customer {i % senders} <customer+{i % senders}@example.test>",
+                 subject=f"{tag} case {i}", message_id=f"<{mid}>")
+            for i, mid in enumerate(ids)]
+    with stack.imap(SUPPORT) as c:
+        for i in range(0, n, 250):
+            c.multiappend("INBOX", raws[i : i + 250])
+    return ids
+
+
+def stored_once(db_url: str, ids: list[str]) -> dict[str, int]:
+    """Message-ID -> the ticket holding it, asserting each is stored exactly once."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(db_url)
+    try:
+        with eng.connect() as c:
+            rows = c.execute(text("SELECT message_id, ticket_id FROM messages "
+                                  "WHERE direction = 'in'")).all()
+    finally:
+        eng.dispose()
+    seen: dict[str, int] = {}
+    for mid, ticket in rows:
+        key = (mid or "").strip("<>")
+        assert key not in seen, f"{key} stored twice"
+        assert ticket is not None, f"{key} is in no ticket"
+        seen[key] = ticket
+    missing = set(ids) - set(seen)
+    assert not missing, f"{len(missing)} message(s) lost, e.g. {sorted(missing)[:3]}"
+    return seen
+
+
+def acks_once(stack: MailStack, ids: list[str]) -> None:
+    """Every customer mail got exactly one acknowledgment (by its Message-ID, answering
+    the customer's by In-Reply-To)."""
+    from tests.conftest import CUSTOMER
+
+    got = headers(stack, CUSTOMER, "Message-ID", "In-Reply-To")
+    mids = [h["Message-ID"] for h in got]
+    dupes = len(mids) - len(set(mids))
+    assert dupes == 0, f"{dupes} acknowledgment(s) arrived twice"
+    answered = [h["In-Reply-To"].strip("<>") for h in got]
+    assert len(answered) == len(set(answered)), "a customer mail was acknowledged twice"
+    assert set(answered) == set(ids), f"{len(set(ids) - set(answered))} not acknowledged"
+
+
+def count(db_url: str, sql: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(db_url)
+    try:
+        with eng.connect() as c:
+            return int(c.execute(text(sql)).scalar() or 0)
+    except Exception:  # noqa: BLE001 - the schema may not exist yet
+        return 0
+    finally:
+        eng.dispose()
