@@ -257,16 +257,32 @@ def peak_rss(work: Path, imap_port: int, smtp_port: int, connections: int) -> No
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                what = "mailflow run --once" if pid == proc.pid else _role(pid, cmd.decode())
             except OSError:
-                continue
-            kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            what = "mailflow run --once" if pid == proc.pid else cmd.decode()[-60:]
+                continue  # ended meanwhile
+            hwm = re.search(r"VmHWM:\s+(\d+)", status)
+            if hwm is None:
+                continue  # a zombie: its figure was read while it ran
+            kb = int(hwm.group(1))
             peak[pid] = (what, max(kb, peak.get(pid, ("", 0))[1]))
         time.sleep(0.2)
     out = proc.stdout.read().decode() if proc.stdout else ""
     print(f"{time.perf_counter() - t0:.1f}s: {out.strip()}")
     for pid, (what, kb) in sorted(peak.items()):
         print(f"  peak RSS {kb / 1024:6.1f} MiB  pid {pid}: {what}")
+
+
+def _role(pid: int, cmd: str) -> str:
+    """What a helper process is. Workers carry their fork server's command line, so
+    they are told apart by parentage: the parse and the render worker are both children
+    of the fork server."""
+    if "resource_tracker" in cmd:
+        return "multiprocessing resource tracker"
+    if "forkserver" in cmd:
+        parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        parent_cmd = Path(f"/proc/{parent}/cmdline").read_bytes()
+        return "worker (parse or render)" if b"forkserver" in parent_cmd else "fork server"
+    return cmd[-60:]
 
 
 def _descendants(pid: int) -> list[int]:
