@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors
 from mailflow.config import parse_duration
-from mailflow.store.models import EscalationStep, Ticket, TicketClock
-from mailflow.tickets import OPEN_STATUSES, parse_ref, ref
+from mailflow.store import queries
+from mailflow.store.models import EscalationStep
+from mailflow.tickets import parse_ref, ref
 
 
 @click.group("sla")
@@ -68,13 +69,7 @@ def _listing(ctx: click.Context, within: timedelta | None, as_json: bool) -> Non
     now = SystemClock().now()
     limit = now + within if within is not None else now
     with sessions() as s:
-        rows = s.execute(
-            select(TicketClock, Ticket.subject, Ticket.status)
-            .join(Ticket, Ticket.id == TicketClock.ticket_id)
-            .where(TicketClock.stopped_at.is_(None), TicketClock.due_at.is_not(None),
-                   TicketClock.due_at <= limit,
-                   Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
-            .order_by(TicketClock.due_at)).all()
+        rows = queries.due_clocks(s, limit)
     out = [{"ticket": ref(settings.ticket_prefix, c.ticket_id), "clock": c.kind,
             "due": c.due_at.isoformat() if c.due_at else None, "state": c.state,
             "overdue": bool(c.due_at and c.due_at < now), "owner": c.owner_group,

@@ -8,22 +8,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import func, select
 
 from mailflow.cli.base import EXIT_CONFIG, _iso, _open_db, fail, handles_errors
 from mailflow.cli.tables import Col, emit_json, local_time, print_table
 from mailflow.clock import SystemClock
 from mailflow.config import Settings, parse_duration
-from mailflow.store.models import (
-    EscalationStep,
-    OutboxRow,
-    QuarantinedMessage,
-    StoredMessage,
-    Ticket,
-    TicketClock,
-    TicketEvent,
-)
-from mailflow.tickets import OPEN_STATUSES, Status, parse_ref, ref
+from mailflow.store import queries
+from mailflow.store.models import Ticket
+from mailflow.tickets import Status, parse_ref, ref
 
 
 def _parse_iso(text: str | None) -> datetime | None:
@@ -93,38 +85,21 @@ def tickets_list(ctx: click.Context, only_open: bool, statuses: tuple[str, ...],
                  limit: int) -> None:
     """List tickets, newest first."""
     settings, sessions = _open_db(ctx)
-    q = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    due_before = None
     if overdue or due_within:
         try:
             span = parse_duration(due_within) if due_within else timedelta(0)
         except ValueError as exc:
             fail(f"--due-within: {exc}", EXIT_CONFIG)
-        # The clocks the scheduler stored: no clock is recomputed here.
-        due = (select(TicketClock.ticket_id)
-               .where(TicketClock.stopped_at.is_(None), TicketClock.due_at.is_not(None),
-                      TicketClock.due_at <= SystemClock().now() + span))
-        q = q.where(Ticket.id.in_(due),
-                    Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
-    if only_open:
-        q = q.where(Ticket.status.in_([str(x) for x in OPEN_STATUSES]))
-    if statuses:
-        q = q.where(Ticket.status.in_(statuses))
-    if owner is not None:
-        q = q.where(Ticket.owner_group.is_(None) if owner in ("-", "none")
-                    else Ticket.owner_group == owner)
-    if severities:
-        q = q.where(Ticket.severity.in_(severities))
-    if requester:
-        who = requester.strip().lower()
-        q = q.where(func.lower(Ticket.requester).like(f"%{who}") if who.startswith("@")
-                    else func.lower(Ticket.requester) == who)
-    if since:
-        q = q.where(Ticket.created_at >= since_cutoff(since, SystemClock().now(),
-                                                      settings.tz))
+        due_before = SystemClock().now() + span
+    f = queries.TicketFilter(
+        only_open=only_open, statuses=statuses, owner=owner, severities=severities,
+        requester=requester,
+        since=since_cutoff(since, SystemClock().now(), settings.tz) if since else None,
+        due_before=due_before)
     with sessions() as s:
-        rows = s.scalars(q).all()
-        quarantined = s.scalar(select(func.count()).select_from(QuarantinedMessage)
-                               .where(QuarantinedMessage.released_at.is_(None))) or 0
+        rows = queries.list_tickets(s, f, limit)
+        quarantined = queries.quarantined_count(s)
     if as_json:
         emit_json([_ticket_dict(settings, t) for t in rows], quarantined=quarantined)
         return
@@ -148,45 +123,11 @@ def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
         fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
              EXIT_CONFIG)
     with sessions() as s:
-        t = s.get(Ticket, tid)
-        if t is None:
+        found = queries.ticket_detail(s, tid)
+        if found is None:
             fail(f"no ticket {ref(settings.ticket_prefix, tid)}")
-        data = _ticket_dict(settings, t)
-        data["participants"] = sorted(p.address for p in t.participants)
-        data["messages"] = [
-            {"id": m.id, "direction": m.direction, "from": m.from_addr, "subject": m.subject,
-             "received_at": _iso(m.received_at), "message_id": m.message_id,
-             "text": m.new_text, "flags": m.flags,
-             "attachments": [{"filename": a.filename, "type": a.content_type, "size": a.size,
-                              "kept": a.kept} for a in m.attachments]}
-            for m in s.scalars(select(StoredMessage).where(StoredMessage.ticket_id == tid)
-                               .order_by(StoredMessage.id))
-        ]
-        data["events"] = [
-            {"at": _iso(e.at), "kind": e.kind, "actor": e.actor, "summary": e.summary,
-             "data": e.data}
-            for e in s.scalars(select(TicketEvent).where(TicketEvent.ticket_id == tid)
-                               .order_by(TicketEvent.id))
-        ]
-        data["outbox"] = [
-            {"id": o.id, "kind": o.kind, "to": o.recipient, "status": o.status,
-             "message_id": o.message_id, "last_error": o.last_error}
-            for o in s.scalars(select(OutboxRow).where(OutboxRow.ticket_id == tid)
-                               .order_by(OutboxRow.id))
-        ]
-        data["clocks"] = [
-            {"kind": c.kind, "episode": c.episode, "state": c.state, "policy": c.policy,
-             "started": _iso(c.started_at), "due": _iso(c.due_at),
-             "stopped": _iso(c.stopped_at)}
-            for c in s.scalars(select(TicketClock).where(TicketClock.ticket_id == tid)
-                               .order_by(TicketClock.kind, TicketClock.episode))
-        ]
-        data["escalations"] = [
-            {"chain": e.chain, "step": e.step, "clock": e.clock, "episode": e.episode,
-             "fired_at": _iso(e.fired_at), "late": e.late}
-            for e in s.scalars(select(EscalationStep).where(EscalationStep.ticket_id == tid)
-                               .order_by(EscalationStep.fired_at))
-        ]
+        t, detail = found
+        data = {**_ticket_dict(settings, t), **detail}
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
