@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import BindParameter, Table, bindparam, case, delete, func, select
 from sqlalchemy.orm import Session
 
-from mailflow.linking import message_id_for, reply_address
+from mailflow.linking import message_id_for
 from mailflow.store.db import chunks, insert_ignore, insert_many
 from mailflow.store.models import (
     Attachment,
@@ -33,7 +33,6 @@ from mailflow.store.models import (
     Ticket,
     TicketEvent,
 )
-from mailflow.subjects import clean_subject
 from mailflow.tickets import (
     CUSTOMER_KINDS,
     RESPONSE_KINDS,
@@ -43,7 +42,6 @@ from mailflow.tickets import (
     Status,
     Writer,
     event,
-    ref,
 )
 from mailflow.tickets.effects import (
     AcceptReferral,
@@ -71,6 +69,7 @@ from mailflow.tickets.effects import (
     SuppressAddress,
 )
 from mailflow.tickets.referral_rows import ReferralWrites, attach_originals, history
+from mailflow.tickets.rows import finish_context, message_row, outbox_row
 
 # DeclarativeBase types __table__ as FromClause; these are Tables (update() needs one).
 _T = cast(Table, Ticket.__table__)
@@ -265,48 +264,15 @@ class _Writer:
             rules_version=e.rules_version)
 
     def _message(self, e: AddMessage) -> None:
-        msg, f = e.msg, e.fetched
-        received = f.internaldate or self.now
+        received = e.fetched.internaldate or self.now
         if e.ticket is not None and e.disposition == "ticket" and e.writer in (
                 Writer.CUSTOMER, Writer.UNKNOWN):
             self._cols(e.ticket)["last_customer_at"] = received
-        flags = []
-        if not msg.from_valid:
-            flags.append("invalid-from")
-        if msg.html_only:
-            flags.append("html-only")
-        if msg.defects:
-            flags.append("defects:" + ",".join(msg.defects[:5]))
-        if e.automatic:
-            flags.append("automatic")
-        limit = e.max_attachment_size
-        atts = [{"filename": a.filename[:500], "content_type": a.content_type[:255],
-                 "size": a.size, "kept": limit is None or a.size <= limit}
-                for a in msg.attachments]
-        self.messages.append(({
-            "ticket_id": e.ticket, "direction": "in", "disposition": e.disposition,
-            "mailbox": e.mailbox, "uidvalidity": e.uidvalidity, "uid": f.uid,
-            "message_id": msg.message_id[:998] if msg.message_id else None,
-            "dedupe_key": msg.dedupe_key, "in_reply_to": msg.in_reply_to,
-            "references": list(msg.references[-50:]), "from_addr": msg.from_addr[:320],
-            "from_name": msg.from_name, "to_addrs": list(msg.to), "cc_addrs": list(msg.cc),
-            "subject": msg.subject, "sent_at": msg.date, "received_at": received,
-            "new_text": msg.new_text,
-            "body_text": None if msg.text.strip() == msg.new_text.strip() else msg.text,
-            "flags": flags, "raw": msg.raw,
-        }, atts))
+        self.messages.append(message_row(e, received))
 
     def _queue(self, e: QueueMail) -> None:
         r = e.request
-        row = {
-            "ticket_id": r.ticket, "kind": str(r.kind), "dedupe_key": r.dedupe_key,
-            "mail_from": r.mail_from or self.ctx.support_address, "recipient": r.recipient,
-            "message_id": None, "template": r.template, "context": dict(r.context),
-            "status": str(OutboxStatus.PENDING), "attempts": 0, "next_attempt_at": self.now,
-            "created_at": self.now, "reply_token": r.token, "in_reply_to": r.in_reply_to,
-            "references": list(r.references), "auto_submitted": r.auto_submitted,
-        }
-        self.outbox.append((e, row))
+        self.outbox.append((e, outbox_row(r, self.ctx.support_address, self.now)))
         if r.ticket is not None:
             kind = EventKind.ACK_QUEUED if r.kind == OutboxKind.ACKNOWLEDGMENT \
                 else EventKind.MAIL_QUEUED
@@ -438,19 +404,10 @@ class _Writer:
         if r.dedupe_key is not None:
             row["dedupe_key"] = r.dedupe_key.replace("{ticket}", str(tid))
         ctx = row["context"]
-        ctx.setdefault("support_address", self.ctx.support_address)
-        if tid is not None:
-            tref = ref(self.ctx.prefix, tid)
-            ctx["ticket"] = {**ctx.get("ticket", {}), "ref": tref}
-            if token:
-                ctx["reply_address"] = reply_address(self.ctx.support_address, tid, token)
-            if "subject" in ctx:
-                # One tag, ours, and no pile of Re: (the customer may have quoted others);
-                # each template says itself whether its subject starts with "Re:".
-                ctx["subject"] = clean_subject(str(ctx["subject"] or ""), self.ctx.prefix,
-                                               tref)
-            if r.kind == OutboxKind.REFERRAL and tid > 0 and "history" not in ctx:
-                history(self.s, tid, ctx, self.ctx.tz_name)
+        finish_context(ctx, r, tid, self.ctx.support_address, self.ctx.prefix)
+        if tid is not None and r.kind == OutboxKind.REFERRAL and tid > 0 \
+                and "history" not in ctx:
+            history(self.s, tid, ctx, self.ctx.tz_name)
         attach = list(dict.fromkeys([*r.attach, *ctx.get("attach_messages", [])]))
         if attach:
             ctx["attach_messages"] = attach
