@@ -35,7 +35,6 @@ from mailflow.linking import (
 from mailflow.parse import Incoming
 from mailflow.prepare import Prepared
 from mailflow.sla_policy import SlaConfig
-from mailflow.subjects import base_subject
 from mailflow.tickets import SYSTEM, EventKind, OutboxKind, Status, Writer
 from mailflow.tickets.effects import (
     AddMessage,
@@ -61,7 +60,7 @@ from mailflow.tickets.referral import (
     staff_reply,
     writer_for,
 )
-from mailflow.tickets.wording import business_words, human_duration
+from mailflow.tickets.wording import business_words, human_duration, plain_subject
 
 # The tag a rule sets on customer mail that asks for escalation (rules/classify.yaml).
 ESCALATION_REQUEST_TAG = "escalation-request"
@@ -374,7 +373,7 @@ class _Batch:
                 # Without Re:/Fwd: piles and other tickets' tags: the shipped template
                 # adds "Re:" and our tag (issue 11: no "Re: Re: x [SUP-1] [SUP-2]").
                 "message": {"text": msg.new_text,
-                            "subject": _base_subject(msg.subject, self.policy.link.prefix)},
+                            "subject": plain_subject(msg.subject, self.policy.link.prefix)},
                 "support_address": self.policy.support_address,
             }), summary=f"to {addr}")
 
@@ -411,15 +410,6 @@ class _Batch:
                     f"attachment {a.filename or a.content_type} ({a.size} bytes) is larger "
                     f"than the limit of {limit} bytes; it is kept only inside the raw "
                     "message"))
-
-
-def _base_subject(subject: str, prefix: str) -> str:
-    """subjects.base_subject, without its regular expressions for the common subject
-    that has no prefix, no tag and no run of blanks (most new mail: ingest's hot path)."""
-    if ":" in subject or "[" in subject or "  " in subject or "\t" in subject \
-            or "\n" in subject:
-        return base_subject(subject, prefix)
-    return subject.strip().strip(" -")
 
 
 def _classification(p: Prepared) -> Classification:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from mailflow.subjects import base_subject
+
 _UNIT_WORDS = {"m": "minute", "h": "hour", "d": "day", "w": "week"}
 
 
@@ -29,3 +31,12 @@ def human_duration(td: timedelta) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''}"
     return format_duration(td)
+
+
+def plain_subject(subject: str, prefix: str) -> str:
+    """subjects.base_subject, without its regular expressions for the common subject
+    that has no prefix, no tag and no run of blanks (most new mail: ingest's hot path)."""
+    if ":" in subject or "[" in subject or "  " in subject or "\t" in subject \
+            or "\n" in subject:
+        return base_subject(subject, prefix)
+    return subject.strip().strip(" -")
