@@ -9,7 +9,8 @@ recomputing anything.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 import click
 from sqlalchemy import select
@@ -70,11 +71,12 @@ def _listing(ctx: click.Context, within: timedelta | None, as_json: bool) -> Non
     limit = now + within if within is not None else now
     with sessions() as s:
         rows = queries.due_clocks(s, limit)
-    out = [{"ticket": ref(settings.ticket_prefix, c.ticket_id), "clock": c.kind,
-            "due": c.due_at.isoformat() if c.due_at else None, "state": c.state,
-            "overdue": bool(c.due_at and c.due_at < now), "owner": c.owner_group,
-            "severity": c.severity, "status": status, "subject": subject}
-           for c, subject, status in rows]
+    out: list[dict[str, Any]] = [
+        {"ticket": ref(settings.ticket_prefix, c.ticket_id), "clock": c.kind,
+         "due": c.due_at.isoformat() if c.due_at else None, "state": c.state,
+         "overdue": bool(c.due_at and c.due_at < now), "owner": c.owner_group,
+         "severity": c.severity, "status": status, "subject": subject}
+        for c, subject, status in rows]
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
@@ -82,8 +84,8 @@ def _listing(ctx: click.Context, within: timedelta | None, as_json: bool) -> Non
         click.echo("nothing " + ("overdue" if within is None else "due in that time"))
         return
     for r in out:
-        when = (rows[out.index(r)][0].due_at.astimezone(settings.tz)
-                .strftime("%Y-%m-%d %H:%M %Z"))
+        due = cast(datetime, rows[out.index(r)][0].due_at)  # due_clocks: due_at is set
+        when = due.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
         flag = "OVERDUE" if r["overdue"] else "due"
         click.echo(f"{r['ticket']:>10}  {r['clock']:<15} {flag} {when}  sev {r['severity']}  "
                    f"{r['owner'] or '-':<12} {r['subject'][:50]}")
