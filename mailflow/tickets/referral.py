@@ -222,17 +222,6 @@ def refused(t: TicketFacts, a: Author, msg: Incoming, received: datetime,
     return fx, t
 
 
-# -- a tier group's (or front-line staff's) reply -------------------------------------
-
-def tier_reply(t: TicketFacts, a: Author, msg: Incoming, d: LinkDecision, received: datetime,
-               p: TierPolicy, new_token: Callable[[], str]) -> tuple[list[Effect], TicketFacts]:
-    """The effects of a reply whose writer may act (``a.may_act``)."""
-    from mailflow.tickets.tier_commands import Commands
-
-    return Commands(t, a, msg, d, received, p, new_token).run()
-
-
-
 def relay(t: TicketFacts, msg: Incoming, p: TierPolicy) -> list[Effect]:
     """A customer's mail on a referred ticket goes on to the group that has it, with
     the referral's token, so the group's answer threads back as the group's."""
