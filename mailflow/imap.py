@@ -290,7 +290,10 @@ class MailboxWatcher:
                         time.monotonic() - asked < 0.5 else 0
                     if any(_is_new_mail(r) for r in responses):
                         return
-                    if time.monotonic() - started > IDLE_RENEW_SECONDS:
+                    # Renew IDLE in time; and look at the folder every poll_interval
+                    # anyway, in case a notice was missed.
+                    if time.monotonic() - started > min(
+                            IDLE_RENEW_SECONDS, self.imap.poll_interval.total_seconds()):
                         return
             finally:
                 client.idle_done()
@@ -312,7 +315,10 @@ class MailboxWatcher:
                 if res.fetched or res.marked:
                     log.info("%s: fetched %d, marked %d, outcomes %s", self.key, res.fetched,
                              res.marked, dict(res.outcomes))
-                self.wait_for_mail(stop)
+                else:
+                    # Only after a cycle that found nothing: mail that arrived during a
+                    # cycle was announced then, not to the IDLE that follows it.
+                    self.wait_for_mail(stop)
             except (LoginError, CredentialError, ConfigError) as exc:
                 # A refused login or a token helper failing: an administrator's problem,
                 # said once per attempt, retried with back-off (a token may come back).
