@@ -136,14 +136,15 @@ def headers(stack: MailStack, user: str, *names: str) -> list[dict[str, str]]:
     return out
 
 
-def backlog(stack: MailStack, n: int, senders: int, tag: str) -> list[str]:
+def backlog(stack: MailStack, n: int, senders: int, tag: str, first: int = 0) -> list[str]:
     """``n`` customer mails in the support INBOX from ``senders`` plus-addresses of the
-    customer (each sender writes at most ceil(n / senders) of them); their Message-IDs."""
+    customer, numbered from ``first`` (each sender writes at most ceil(n / senders) of
+    them: keep it within the acknowledgment limit per hour); their Message-IDs."""
     from tests.conftest import SUPPORT
     from tests.mails import mail
 
     ids = [f"{tag}-{i}@customer.test" for i in range(n)]
-    raws = [mail(sender=f"Customer {i % senders} <customer+{i % senders}@example.test>",
+    raws = [mail(sender=f"Customer <customer+{first + i % senders}@example.test>",
                  subject=f"{tag} case {i}", message_id=f"<{mid}>")
             for i, mid in enumerate(ids)]
     with stack.imap(SUPPORT) as c:
