@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from mailflow.alerts import Alerter
 from mailflow.app import App
 from mailflow.compose import Composer
+from mailflow.config import ConfigError
 from mailflow.health import HealthServer, OutboxFacts, Verdict, outbox_facts, verdict
 from mailflow.liveness import Liveness, PartState
 from mailflow.mailboxlock import MailboxLock
@@ -301,6 +302,10 @@ def _listen(app: App, live: Liveness, metrics: Metrics) -> HealthServer | None:
         return metrics.exposition()
 
     metrics.watch_outbox(outbox_depth)
-    server = HealthServer(listen, health, scrape)
+    try:
+        server = HealthServer(listen, health, scrape)
+    except OSError as exc:  # the port is taken, or not an address of this machine
+        raise ConfigError([f"metrics.listen: cannot listen on {listen}: "
+                           f"{exc.strerror or exc}"]) from None
     server.start()
     return server
