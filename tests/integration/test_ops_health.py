@@ -122,3 +122,40 @@ def test_wrong_imap_password_alerts_once_and_recovers_once(stack: MailStack,
         assert d.stop() == 0
     log = d.text()
     assert "ALERT: mailbox" in log and "not-the-password" not in log and PASSWORD not in log
+
+
+def test_smtp_down_is_in_healthz_and_the_alert_waits_for_smtp(stack: MailStack,
+                                                               sqlite_url: str,
+                                                               tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(stack, sqlite_url, tmp_path,
+                       _ops(port) + "outbox:\n  retry_initial: 1s\n  retry_max: 2s\n")
+    upgrade(cfg)
+    stack.stop_smtp()
+    d = Daemon(cfg, tmp_path / "daemon.log")
+    try:
+        stack.append(SUPPORT, [mail(subject="While SMTP is down")])
+
+        def failing() -> dict | None:
+            status, body = healthz(port)
+            return body if status == 503 else None
+
+        body = wait_until(failing, 40, what="/healthz to report the sender down")
+        assert body["problems"][0].startswith("sender: cannot deliver since"), body
+        assert "alert mail waits in the outbox" in body["notes"][0]
+        assert body["outbox"]["backlog"] >= 1
+        wait_until(lambda: "ALERT: the SMTP sender is down" in d.text(), 20,
+                   what="the alert in the log")
+        assert stack.messages(ADMIN) == []  # it cannot leave: that is the point
+        stack.start_smtp()
+        got = wait_until(lambda: len(stack.messages(ADMIN)) >= 2 and stack.messages(ADMIN),
+                         60, what="the alert and the recovery, once SMTP is back")
+        subjects = sorted(h["Subject"] for h in headers(stack, ADMIN, "Subject"))
+        assert len(got) == 2 and subjects[0].startswith("ALERT: the SMTP sender is down")
+        assert subjects[1].startswith("RECOVERED: the SMTP sender works again")
+        assert len(stack.wait_for(CUSTOMER, 1, timeout=30)) == 1
+        wait_until(lambda: healthz(port)[0] == 200, 30, what="/healthz back to 200")
+    finally:
+        if stack._controller is None:
+            stack.start_smtp()
+        assert d.stop() == 0
