@@ -127,8 +127,11 @@ def key(day: date, recipient: str) -> str:
 def last_digest_day(sessions: sessionmaker[Session]) -> date | None:
     """The newest day a digest was queued for: the scheduler's ``last_sent_day`` after
     a restart (the dedupe keys sort by day)."""
+    # A range, not LIKE: the unique index on dedupe_key answers it on both databases
+    # (the scheduler asks at every pass; the outbox may hold millions of rows).
     with sessions() as s:
         k = s.scalar(select(OutboxRow.dedupe_key).where(
-            OutboxRow.kind == str(OutboxKind.DIGEST), OutboxRow.dedupe_key.like("digest:%"))
+            OutboxRow.dedupe_key >= "digest:", OutboxRow.dedupe_key < "digest;",
+            OutboxRow.kind == str(OutboxKind.DIGEST))
             .order_by(OutboxRow.dedupe_key.desc()).limit(1))
     return None if k is None else date.fromisoformat(k.split(":")[1])
