@@ -73,6 +73,10 @@ class MailboxSettings(_Strict):
 
     folder: str = "INBOX"
     processed_folder: str | None = None
+    # "sent": the shared mailbox's Sent folder, where staff who answer customers from
+    # their own mail client leave a copy. Each answer that belongs to a ticket is
+    # recorded on it as a response (nothing is sent); nothing there opens a ticket.
+    role: Literal["inbox", "sent"] = "inbox"
 
 
 class ImapSettings(_Login):
