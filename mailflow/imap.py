@@ -170,7 +170,8 @@ class MailboxWatcher:
     def _commit(self, client: IMAPClient, uidvalidity: int, job: _InFlight,
                 result: CycleResult, backlog: int = 0) -> None:
         prepared = self.pool.result(job.future, job.batch, job.rules, job.now)
-        res = self.ingestor.commit(self.key, uidvalidity, prepared, job.now, backlog)
+        res = self.ingestor.commit(self.key, uidvalidity, prepared, job.now, backlog,
+                                   self.mailbox.role)
         result.fetched += len(job.batch)
         result.outcomes.update(res.outcomes)
         result.new_outbox += res.new_outbox

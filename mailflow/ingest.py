@@ -119,10 +119,10 @@ class Ingestor:
         return decide_batch(prepared, facts, policy, source, now)
 
     def commit(self, mailbox: str, uidvalidity: int, prepared: Sequence[Prepared],
-               now: datetime, backlog_until_uid: int = 0) -> BatchResult:
+               now: datetime, backlog_until_uid: int = 0, role: str = "inbox") -> BatchResult:
         """Everything that needs the database, in one transaction with the checkpoint;
         one message at a time, quarantining the one that fails, if the batch fails."""
-        source = Source(mailbox, uidvalidity, backlog_until_uid)
+        source = Source(mailbox, uidvalidity, backlog_until_uid, role)
         try:
             with transaction(self.sessions) as s:
                 result = self._write(s, prepared, source, now)

@@ -65,6 +65,8 @@ def facts_of(events: Iterable[EventRow], requester: str,
                 out.append(OwnerChanged(e.at, str(d.get("owner_group") or "frontline")))
             case EventKind.CUSTOMER_MESSAGE:
                 out.append(CustomerWrote(e.at))
+            case EventKind.STAFF_ANSWER:
+                out.append(Responded(e.at))
             case EventKind.MAIL_SENT:
                 oid = d.get("outbox_id")
                 if oid is not None and outbox_kinds.get(int(oid)) in RESPONSE_KINDS:
@@ -98,4 +100,4 @@ def _opened_first(facts: list[Fact]) -> list[Fact]:
 CLOCK_EVENTS = tuple(str(k) for k in (
     EventKind.OPENED, EventKind.SEVERITY_RAISED, EventKind.STATUS_CHANGED,
     EventKind.REOPENED, EventKind.OWNER_CHANGED, EventKind.CUSTOMER_MESSAGE,
-    EventKind.MAIL_SENT, EventKind.NOTE))
+    EventKind.MAIL_SENT, EventKind.NOTE, EventKind.STAFF_ANSWER))

@@ -48,6 +48,9 @@ class EventKind(StrEnum):
     ESCALATED = "escalated"
     # A customer (or person) asked for escalation while no service level was breached.
     ESCALATION_REQUESTED = "escalation-requested"
+    # Staff answered the customer from their own mail client (the shared mailbox's Sent
+    # folder): a response for the SLA clocks; mailflow sent nothing.
+    STAFF_ANSWER = "staff-answer"
 
 
 class Writer(StrEnum):

@@ -66,6 +66,7 @@ from mailflow.tickets.effects import (
     SetSeverity,
     SetStatus,
     SkipAck,
+    StaffAnswer,
     SuppressAddress,
 )
 from mailflow.tickets.referral_rows import ReferralWrites, attach_originals, history
@@ -238,6 +239,13 @@ class _Writer:
                 self.suppress.pop(e.address, None)
             case Schedule():
                 self.schedule[e.ticket] = e.due
+            case StaffAnswer():
+                self._event(e.ticket, EventKind.STAFF_ANSWER,
+                            f"{e.actor} answered from their mail client (Sent folder)",
+                            e.actor, e.at, message_id=e.message_id)
+                if e.ticket > 0:
+                    self.responded.setdefault(e.ticket, e.at)
+                    self._cols(e.ticket)  # a response stops a clock: recompute
 
     def _referral(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef) -> None:
         self.refs.collect(e, self.now, self._event)

@@ -60,6 +60,7 @@ from mailflow.tickets.referral import (
     staff_reply,
     writer_for,
 )
+from mailflow.tickets.sentfolder import staff_answer
 from mailflow.tickets.wording import business_words, human_duration, plain_subject
 
 # The tag a rule sets on customer mail that asks for escalation (rules/classify.yaml).
@@ -131,6 +132,7 @@ class Source:
     mailbox: str | None = None
     uidvalidity: int | None = None
     backlog_until_uid: int = 0
+    role: str = "inbox"  # "sent": the shared mailbox's Sent folder (staff answers)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,10 @@ class _Batch:
         return Quarantine(p.fetched, key, reason, self.source.mailbox, self.source.uidvalidity)
 
     def _one(self, p: Prepared, msg: Incoming) -> tuple[str, list[Effect]]:
+        if self.source.role == "sent":
+            return staff_answer(p, msg, self.tickets, self.message_ids, self.policy.link,
+                                self.source.mailbox, self.source.uidvalidity,
+                                self.policy.max_attachment_size)
         d = decide(msg, LinkFacts(self.tickets, self.message_ids, self.sent, self.case_refs),
                    self.policy.link, self.now)
         received = p.fetched.internaldate or self.now

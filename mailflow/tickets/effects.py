@@ -59,6 +59,17 @@ class AddMessage:
     uidvalidity: int | None = None
     automatic: bool = False  # RFC 3834 automatic mail
     max_attachment_size: int | None = None
+    direction: str = "in"  # "out": a copy of an answer staff sent themselves
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAnswer:
+    """Staff answered the customer outside mailflow (their mail client): a response."""
+
+    ticket: int
+    at: datetime
+    actor: str
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +297,7 @@ class LiftSuppression:
 Effect = (OpenTicket | AddMessage | Reopen | SetSeverity | SetStatus | SetOwner | QueueMail
           | SkipAck | SuppressAddress | Quarantine | Note | MailSent | MailFailed | MailRetry
           | Refer | AcceptReferral | SetEta | RecordCaseRef | RecordRating | MailDropped
-          | LiftSuppression | Schedule)
+          | LiftSuppression | Schedule | StaffAnswer)
 
 
 def describe(e: Effect) -> str:
@@ -340,4 +351,6 @@ def describe(e: Effect) -> str:
             return f"mail to {e.address} allowed again"
         case Schedule():
             return f"ticket {e.ticket}: next look at {e.due}"
+        case StaffAnswer():
+            return f"ticket {e.ticket}: answered by {e.actor} from their mail client"
     raise TypeError(f"not an effect: {e!r}")  # pragma: no cover

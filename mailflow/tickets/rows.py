@@ -33,7 +33,7 @@ def message_row(e: AddMessage, received: datetime
              "size": a.size, "kept": limit is None or a.size <= limit}
             for a in msg.attachments]
     return ({
-        "ticket_id": e.ticket, "direction": "in", "disposition": e.disposition,
+        "ticket_id": e.ticket, "direction": e.direction, "disposition": e.disposition,
         "mailbox": e.mailbox, "uidvalidity": e.uidvalidity, "uid": f.uid,
         "message_id": msg.message_id[:998] if msg.message_id else None,
         "dedupe_key": msg.dedupe_key, "in_reply_to": msg.in_reply_to,
