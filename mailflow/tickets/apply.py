@@ -47,6 +47,7 @@ from mailflow.tickets.effects import (
     AcceptReferral,
     AddMessage,
     Effect,
+    EndReferrals,
     LiftSuppression,
     MailDropped,
     MailFailed,
@@ -213,7 +214,7 @@ class _Writer:
                     self._event(e.ticket, EventKind.DELIVERY_FAILED,
                                 f"{e.kind} to {e.recipient}: {e.reason}", "mailflow",
                                 outbox_id=e.outbox_id, recipient=e.recipient)
-            case Refer() | AcceptReferral() | SetEta() | RecordCaseRef():
+            case Refer() | AcceptReferral() | SetEta() | RecordCaseRef() | EndReferrals():
                 self._referral(e)
             case RecordRating():
                 self._event(e.ticket, EventKind.NOTE, f"rated {e.value} of 5"

@@ -193,6 +193,16 @@ class Refer:
 
 
 @dataclass(frozen=True, slots=True)
+class EndReferrals:
+    """The ticket is back with the front line: its referrals end (their tokens still
+    thread mail into it, but can no longer act)."""
+
+    ticket: int
+    reason: str
+    actor: str = SYSTEM
+
+
+@dataclass(frozen=True, slots=True)
 class AcceptReferral:
     ticket: int
     token: str  # which referral (unique)
@@ -297,7 +307,7 @@ class LiftSuppression:
 Effect = (OpenTicket | AddMessage | Reopen | SetSeverity | SetStatus | SetOwner | QueueMail
           | SkipAck | SuppressAddress | Quarantine | Note | MailSent | MailFailed | MailRetry
           | Refer | AcceptReferral | SetEta | RecordCaseRef | RecordRating | MailDropped
-          | LiftSuppression | Schedule | StaffAnswer)
+          | LiftSuppression | Schedule | StaffAnswer | EndReferrals)
 
 
 def describe(e: Effect) -> str:
@@ -351,6 +361,8 @@ def describe(e: Effect) -> str:
             return f"mail to {e.address} allowed again"
         case Schedule():
             return f"ticket {e.ticket}: next look at {e.due}"
+        case EndReferrals():
+            return f"ticket {e.ticket}: referrals end ({e.reason})"
         case StaffAnswer():
             return f"ticket {e.ticket}: answered by {e.actor} from their mail client"
     raise TypeError(f"not an effect: {e!r}")  # pragma: no cover

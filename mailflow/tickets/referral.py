@@ -28,6 +28,7 @@ from mailflow.parse import Incoming
 from mailflow.tickets import SYSTEM, EventKind, OutboxKind, Status, Writer
 from mailflow.tickets.effects import (
     Effect,
+    EndReferrals,
     MailRequest,
     Note,
     QueueMail,
@@ -152,8 +153,11 @@ def refer(t: TicketFacts, group: Group, reason: str, by: str, actor: str, token:
 
 
 def back_to_frontline(t: TicketFacts, reason: str, actor: str) -> Referred:
-    """``#refer frontline``: the help desk has it again (no referral mail)."""
+    """``#refer frontline``: the help desk has it again (no referral mail); the old
+    group's token no longer acts."""
     fx: list[Effect] = []
+    if t.referral is not None:
+        fx.append(EndReferrals(t.id, f"back to the front line: {reason}", actor))
     if t.owner_group != FRONTLINE:
         fx.append(SetOwner(t.id, FRONTLINE, f"back to the front line: {reason}", actor,
                            previous=t.owner_group))
@@ -161,7 +165,8 @@ def back_to_frontline(t: TicketFacts, reason: str, actor: str) -> Referred:
         fx.append(SetStatus(t.id, Status.OPEN, f"back to the front line: {reason}", actor,
                             previous=t.status))
     return Referred(fx, replace(t, owner_group=FRONTLINE, status=str(
-        Status.OPEN if t.status == Status.REFERRED else t.status)))
+        Status.OPEN if t.status == Status.REFERRED else t.status),
+        referrals=tuple(replace(r, active=False) for r in t.referrals)))
 
 
 # -- who wrote a reply ---------------------------------------------------------------

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from mailflow.store.db import chunks, insert_many
 from mailflow.store.models import Participant, Referral, StoredMessage
 from mailflow.tickets import EventKind
-from mailflow.tickets.effects import AcceptReferral, RecordCaseRef, Refer, SetEta
+from mailflow.tickets.effects import (
+    AcceptReferral,
+    EndReferrals,
+    RecordCaseRef,
+    Refer,
+    SetEta,
+)
 
 _R = cast(Table, Referral.__table__)  # typed FromClause by DeclarativeBase
 EventFn = Callable[..., None]
@@ -28,11 +34,19 @@ class ReferralWrites:
         self.referrals_ended: set[int] = set()  # stored tickets whose referrals end
         self.referral_updates: dict[str, dict[str, Any]] = {}  # token -> columns
 
-    def collect(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef, now: datetime,
-                event: EventFn) -> None:
+    def collect(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef | EndReferrals,
+                now: datetime, event: EventFn) -> None:
         """Referral rows: a new one ends the ticket's earlier ones; the rest update by
         token (which may name a row inserted by this very apply)."""
         match e:
+            case EndReferrals():
+                for row in self.referrals:
+                    if row["ticket_id"] == e.ticket and row["ended_at"] is None:
+                        row["ended_at"] = now
+                if e.ticket > 0:
+                    self.referrals_ended.add(e.ticket)
+                event(e.ticket, EventKind.NOTE, f"referrals end: {e.reason}", e.actor, now,
+                      what="referrals-ended")
             case Refer():
                 at = e.at or now
                 for row in self.referrals:

@@ -365,3 +365,16 @@ def test_the_imported_backlog_is_not_referred_by_mail() -> None:
                        Source("support/INBOX", 7, backlog_until_uid=5), NOW,
                        token=lambda: next(tokens))
     assert _kinds(list(d.effects)) == ["OpenTicket", "SkipAck", "AddMessage"]
+
+
+def test_back_to_the_front_line_ends_the_referral() -> None:
+    from mailflow.linking import ReferralFacts
+    from mailflow.tickets.effects import EndReferrals
+    from mailflow.tickets.referral import back_to_frontline
+
+    t = TicketFacts(7, "referred", "abcdefghijkm", None, frozenset({CUSTOMER}), 3, "tier2",
+                    CUSTOMER, "Printer", "technical",
+                    (ReferralFacts(1, "tier2", "tok000000001"),))
+    r = back_to_frontline(t, "not for tier 2", "ann.agent@example.test")
+    assert isinstance(r.effects[0], EndReferrals) and r.effects[0].ticket == 7
+    assert r.ticket.referral is None  # the old token no longer acts
