@@ -107,4 +107,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
 
 def sample_context(name: str) -> dict[str, Any]:
     """What ``mailflow check`` renders template ``name`` with."""
+    if name == "digest":
+        # The digest's variables are the figures of a day: a generated sample day.
+        from mailflow.digest.sample import sample_context as digest_sample
+
+        return {**SAMPLE_CONTEXT, **digest_sample()}
     return {**SAMPLE_CONTEXT, **SAMPLES.get(name, {})}
