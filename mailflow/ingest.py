@@ -43,7 +43,14 @@ from mailflow.tickets.decide import (
     Source,
     decide_batch,
 )
-from mailflow.tickets.effects import Quarantine
+from mailflow.tickets.effects import (
+    OpenTicket,
+    Quarantine,
+    Refer,
+    Reopen,
+    SetSeverity,
+    StaffAnswer,
+)
 from mailflow.tickets.wording import human_duration
 
 __all__ = ["BatchResult", "Fetched", "Ingestor", "Prepared", "prepare_batch", "prepare_one"]
@@ -65,6 +72,8 @@ class BatchResult:
     new_outbox: int = 0
     opened: list[int] = field(default_factory=list)
     shunted: int = 0  # messages quarantined because their commit failed
+    # One line per ticket event worth knowing, logged once the commit succeeded.
+    notices: list[str] = field(default_factory=list)
 
 
 def ingest_policy(settings: Settings) -> IngestPolicy:
@@ -126,6 +135,7 @@ class Ingestor:
         try:
             with transaction(self.sessions) as s:
                 result = self._write(s, prepared, source, now)
+            _log_notices(result)
             return result
         except TRANSIENT:
             raise
@@ -147,6 +157,7 @@ class Ingestor:
             result.done_uids.append(d.uid)
             result.outcomes[d.outcome] += 1
         _record(result, applied)
+        result.notices = notices(decisions, applied.ids, self.settings.ticket_prefix)
         if prepared and source.mailbox is not None and source.uidvalidity is not None:
             advance_checkpoint(s, source.mailbox, source.uidvalidity,
                                max(p.fetched.uid for p in prepared), now)
@@ -159,6 +170,7 @@ class Ingestor:
             try:
                 with transaction(self.sessions) as s:
                     one = self._write(s, [p], source, now)
+                _log_notices(one)
             except TRANSIENT:
                 raise
             except Exception as exc:  # noqa: BLE001 - quarantined with the reason
@@ -185,6 +197,35 @@ class Ingestor:
             result.opened += one.opened
             result.shunted += one.shunted
         return result
+
+
+def notices(decisions: Sequence[MessageDecision], ids: dict[int, int],
+            prefix: str) -> list[str]:
+    """``opened SUP-5 for x@y: severity 2, tier2``: what an administrator wants to see in
+    the log per ticket, not only a batch's counts (no message text at info)."""
+    out: list[str] = []
+    for d in decisions:
+        for e in d.effects:
+            match e:
+                case OpenTicket():
+                    out.append(f"opened {prefix}-{ids.get(e.key, e.key)} for "
+                               f"{e.requester or '(unknown sender)'}: severity {e.severity}, "
+                               f"{e.category}, {e.owner_group or 'frontline'}")
+                case Reopen():
+                    out.append(f"reopened {prefix}-{e.ticket}: {e.reason}")
+                case SetSeverity():
+                    out.append(f"{prefix}-{ids.get(e.ticket, e.ticket)}: severity "
+                               f"{e.previous} -> {e.severity}")
+                case Refer():
+                    out.append(f"{prefix}-{ids.get(e.ticket, e.ticket)} referred to {e.group}")
+                case StaffAnswer():
+                    out.append(f"{prefix}-{e.ticket}: answered by {e.actor} (Sent folder)")
+    return out
+
+
+def _log_notices(result: BatchResult) -> None:
+    for line in result.notices:
+        log.info("%s", line)
 
 
 def _record(result: BatchResult, applied: Applied) -> None:

@@ -138,3 +138,14 @@ def test_first_start_backlog_policy(stack: MailStack, sqlite_url: str, make_app,
     else:
         assert len(subjects) == 4 and len(acked) == 4 and marked == 4
     assert second.fetched == 1
+
+
+def test_a_log_line_per_ticket_event_worth_knowing(
+        stack: MailStack, sqlite_url: str, make_app, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(stack, sqlite_url)
+    caplog.set_level(logging.INFO, logger="mailflow.ingest")
+    stack.append(SUPPORT, [mail(subject="Website down for all users", sender=CUSTOMER,
+                                body="Nobody can log in, everyone is affected.")])
+    run_once(app)
+    assert f"opened SUP-1 for {CUSTOMER}: severity 1, technical, frontline" in caplog.text
+    assert "Nobody can log in" not in caplog.text  # no message text at info
