@@ -145,6 +145,23 @@ def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     for e in data["events"]:
         at = local_time(_parse_iso(e["at"]), settings.tz, seconds=True)
         click.echo(f"  {at}  {e['kind']:<18} {e['actor']:<28} {e['summary']}")
+    if data["referrals"]:
+        click.echo("\nReferrals:")
+        for r in data["referrals"]:
+            when = local_time(_parse_iso(r["created"]), settings.tz)
+            state = ("ended" if r["ended"] else "accepted" if r["accepted"] else
+                     "not accepted yet")
+            extra = ""
+            if r["eta"]:
+                extra += f", ETA {local_time(_parse_iso(r['eta']), settings.tz)}"
+            if r["next_update_due"]:
+                extra += (f", next update by "
+                          f"{local_time(_parse_iso(r['next_update_due']), settings.tz)}")
+            if r["eta_missing"]:
+                extra += ", ETA MISSING (accepted without #eta or #next-update)"
+            if r["case_ref"]:
+                extra += f", their case {r['case_ref']}"
+            click.echo(f"  {when}  {r['group']}: {state}{extra}")
     if data["clocks"]:
         click.echo("\nService levels:")
         for c in data["clocks"]:

@@ -19,6 +19,7 @@ from mailflow.store.models import (
     EscalationStep,
     OutboxRow,
     QuarantinedMessage,
+    Referral,
     StoredMessage,
     Ticket,
     TicketClock,
@@ -108,6 +109,16 @@ def ticket_detail(s: Session, tid: int) -> tuple[Ticket, dict[str, Any]] | None:
          "started": _iso(c.started_at), "due": _iso(c.due_at), "stopped": _iso(c.stopped_at)}
         for c in s.scalars(select(TicketClock).where(TicketClock.ticket_id == tid)
                            .order_by(TicketClock.kind, TicketClock.episode))]
+    data["referrals"] = [
+        {"group": r.group, "reason": r.reason, "created": _iso(r.created_at),
+         "accepted": _iso(r.accepted_at), "eta": _iso(r.eta),
+         "next_update_due": _iso(r.next_update_due), "case_ref": r.external_ref,
+         "ended": _iso(r.ended_at),
+         # Accepted without #eta or #next-update: the group owes one (issue 11).
+         "eta_missing": r.accepted_at is not None and r.ended_at is None
+         and r.eta is None and r.next_update_due is None}
+        for r in s.scalars(select(Referral).where(Referral.ticket_id == tid)
+                           .order_by(Referral.id))]
     data["escalations"] = [
         {"chain": e.chain, "step": e.step, "clock": e.clock, "episode": e.episode,
          "fired_at": _iso(e.fired_at), "late": e.late}
