@@ -66,7 +66,8 @@ class Commands:
 
     def run(self) -> tuple[list[Effect], TicketFacts]:
         t, p = self.t, self.p
-        parsed = cmd.parse_reply(self.msg.new_text, self.received, p.tz, p.groups.names)
+        parsed = self._applicable(
+            cmd.parse_reply(self.msg.new_text, self.received, p.tz, p.groups.names))
         if self.automatic and not parsed.has_commands:
             self.fx.append(Note(t.id, EventKind.NOTE, f"automatic mail from {self.actor} "
                                 f"({self.automatic}) without commands: kept, not relayed",
@@ -131,6 +132,19 @@ class Commands:
         if resolved:
             self._tell_frontline(parsed)
         return self.fx, self.t
+
+    def _applicable(self, parsed: cmd.ParsedReply) -> cmd.ParsedReply:
+        """Accepting and giving times belong to the group the ticket is referred to: from
+        anyone else they are errors (so the transcript says so and nothing applies),
+        not silently ignored."""
+        if self.ref is not None:
+            return parsed
+        bad = tuple(cmd.CommandError(c.line, c.written, "this ticket is not referred to "
+                                     "you: only the group it is with can accept it or "
+                                     "give an ETA or next update")
+                    for c in parsed.commands
+                    if isinstance(c, cmd.Accept | cmd.Eta | cmd.NextUpdate))
+        return replace(parsed, errors=(*parsed.errors, *bad)) if bad else parsed
 
     # -- pieces -----------------------------------------------------------------------
     def _ref(self, **changes: Any) -> None:

@@ -378,3 +378,16 @@ def test_back_to_the_front_line_ends_the_referral() -> None:
     r = back_to_frontline(t, "not for tier 2", "ann.agent@example.test")
     assert isinstance(r.effects[0], EndReferrals) and r.effects[0].ticket == 7
     assert r.ticket.referral is None  # the old token no longer acts
+
+
+def test_an_eta_from_someone_the_ticket_is_not_referred_to_is_refused_not_ignored() -> None:
+    t = TicketFacts(7, "open", TICKET_TOKEN, None, frozenset({CUSTOMER}), 3, FRONTLINE,
+                    CUSTOMER, "Database slow", "technical")
+    raw = mail(sender="ann@example.test", to=reply_address(SUPPORT, 7, TICKET_TOKEN),
+               subject="Re: Database slow [SUP-7]", body="#eta 4h\nWe are on it.\n")
+    fx = _decide(_prep(raw), t)
+    assert _kinds(fx)[:2] == ["AddMessage", "QueueMail:command-transcript"]
+    transcript = fx[1].request.context["transcript"]  # type: ignore[attr-defined]
+    assert "not referred to you" in transcript
+    assert not any(type(e).__name__ in ("SetEta", "QueueMail:status-update") for e in fx)
+    assert "QueueMail:status-update" not in _kinds(fx)  # nothing relayed either
