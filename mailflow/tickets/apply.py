@@ -161,7 +161,7 @@ class _Writer:
                                        else e.severity)
                 elif e.raise_only:
                     self._cols(e.ticket)
-                    self.raises[e.ticket] = min(self.raises.get(e.ticket, 9), e.severity)
+                    self.raises[e.ticket] = min(self.raises.get(e.ticket, e.severity), e.severity)
                 else:
                     self._cols(e.ticket)["severity"] = e.severity
                 self._event(e.ticket, EventKind.SEVERITY_RAISED, e.reason, e.actor,
