@@ -248,7 +248,8 @@ class _Writer:
                     self.responded.setdefault(e.ticket, e.at)
                     self._cols(e.ticket)  # a response stops a clock: recompute
 
-    def _referral(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef) -> None:
+    def _referral(self, e: Refer | AcceptReferral | SetEta | RecordCaseRef | EndReferrals
+                  ) -> None:
         self.refs.collect(e, self.now, self._event)
 
     def _open(self, e: OpenTicket) -> None:
