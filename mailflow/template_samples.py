@@ -95,6 +95,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                    {"kind": "resolution", "state": "paused", "due": None, "target": "3d",
                     "policy": "high"}],
     },
+}
+
+# Mail to the administrator, about mailflow itself (no ticket, no customer subject).
+ADMIN_SAMPLES: dict[str, dict[str, Any]] = {
     "admin-alert": {
         "alert": {"state": "down", "part": "mailbox support@example.test/INBOX",
                   "kind": "mailbox", "since": "2026-11-25T09:58:00+00:00",
@@ -112,4 +116,4 @@ def sample_context(name: str) -> dict[str, Any]:
         from mailflow.digest.sample import sample_context as digest_sample
 
         return {**SAMPLE_CONTEXT, **digest_sample()}
-    return {**SAMPLE_CONTEXT, **SAMPLES.get(name, {})}
+    return {**SAMPLE_CONTEXT, **SAMPLES.get(name, {}), **ADMIN_SAMPLES.get(name, {})}

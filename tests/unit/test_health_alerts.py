@@ -104,3 +104,13 @@ def test_metrics_count_batches_mail_and_expose_outbox_depth() -> None:
     assert 'mailflow_outbox_depth{status="pending"} 4.0' in text
     assert "mailflow_outbox_oldest_due_seconds 12.0" in text
     assert f'mailflow_mailbox_up{{mailbox="{BOX}"}} 0.0' in text
+
+
+def test_admin_alert_renders_error_text_as_written_and_escaped() -> None:
+    from mailflow.compose import Composer
+    from mailflow.template_samples import sample_context
+
+    subject, text, html = Composer(None).render("admin-alert", sample_context("admin-alert"))
+    assert subject == "ALERT: mailbox support@example.test/INBOX is down (mail-1)"
+    assert "{{ 7*7 }} <b>" in text and "49" not in text
+    assert "&lt;b&gt;" in html and "<b>" not in html
