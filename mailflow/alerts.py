@@ -102,14 +102,15 @@ class Alerter:
         alerts = due_alerts(views, now, today, st.after, self.alerted, self.done)
         for a in alerts:
             what = "the SMTP sender" if a.part == "sender" else f"mailbox {a.part}"
+            extra = {} if a.part == "sender" else {"mailbox": a.part}
             if a.state == DOWN:
                 log.error("ALERT: %s is down since %s: %s", what, a.view.failing_since,
-                          a.view.last_error)
+                          a.view.last_error, extra=extra)
                 if a.part == "sender":
                     log.error("ALERT: %s", SMTP_DOWN_NOTE)
                 self.alerted.add(a.part)
             else:
-                log.warning("ALERT cleared: %s works again", what)
+                log.warning("ALERT cleared: %s works again", what, extra=extra)
                 self.alerted.discard(a.part)
             if st.admin:
                 self._queue(a, now)

@@ -159,3 +159,39 @@ def test_smtp_down_is_in_healthz_and_the_alert_waits_for_smtp(stack: MailStack,
         if stack._controller is None:
             stack.start_smtp()
         assert d.stop() == 0
+
+
+def test_one_failing_mailbox_never_stops_the_others(stack: MailStack, sqlite_url: str,
+                                                    tmp_path: Path) -> None:
+    """A folder that cannot be selected fails alone: the INBOX is still served, and the
+    JSON log names the failing mailbox on each of its lines."""
+    import json
+
+    port = free_port()
+    cfg = write_config(stack, sqlite_url, tmp_path, _ops(port),
+                       imap_extra="  extra_folders:\n    - folder: Missing\n")
+    upgrade(cfg)
+    d = Daemon(cfg, tmp_path / "daemon.log", "--log-format", "json")
+    try:
+        stack.append(SUPPORT, [mail(subject="Served despite the other folder")])
+        assert len(stack.wait_for(CUSTOMER, 1, timeout=30)) == 1
+
+        def failing() -> dict | None:
+            status, body = healthz(port)
+            return body if status == 503 else None
+
+        body = wait_until(failing, 30, what="/healthz to name the missing folder")
+        assert body["problems"] == [p for p in body["problems"]
+                                    if p.startswith(f"mailbox {SUPPORT}/Missing:")]
+        boxes = {m["name"]: m for m in body["mailboxes"]}
+        assert boxes[BOX]["connected"] and not boxes[BOX]["down"]
+        alert = wait_until(lambda: stack.messages(ADMIN), 30, what="the alert")
+        assert len(alert) == 1 and b"Missing is down" in alert[0]
+    finally:
+        assert d.stop() == 0
+    lines = [json.loads(line) for line in d.text().splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "event", "logger"} <= set(o) for o in lines)
+    missing = [o for o in lines if o.get("mailbox") == f"{SUPPORT}/Missing"]
+    assert any(o["level"] == "warning" and "select failed" in o["event"] for o in missing)
+    assert any(o["level"] == "error" and o["event"].startswith("ALERT: mailbox")
+               for o in missing)
