@@ -40,11 +40,11 @@ ENV PATH=/opt/mailflow/bin:$PATH \
 USER mailflow
 WORKDIR /var/lib/mailflow
 VOLUME ["/var/lib/mailflow"]
-# Until the HTTP health endpoint exists, the container is healthy when its mounted
-# configuration, rules and templates pass `mailflow check` (it becomes a request to
-# /healthz once the metrics listener lands).
-HEALTHCHECK --interval=60s --timeout=30s --start-period=20s --retries=3 \
-    CMD ["mailflow", "check"]
+# Healthy when the running daemon says so: `mailflow status` asks its /healthz
+# (metrics.listen in the mounted configuration) and exits 1 when a mailbox, the sender
+# or the daemon itself is in trouble, or does not answer.
+HEALTHCHECK --interval=60s --timeout=30s --start-period=30s --retries=3 \
+    CMD ["mailflow", "status"]
 # SIGTERM finishes the batch in hand, then exits 0 (the daemon handles it itself).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/mailflow-entrypoint"]
