@@ -31,6 +31,14 @@ imap:
   # processed_folder: Processed   # move processed mail here (else: flag it)
   idle: true
   poll_interval: 60s
+  # The mail already in the folder when mailflow first looks at it: import (tickets,
+  # no mail to customers: nobody gets an acknowledgment for a mail from 2019), skip
+  # (leave it, start with the next new mail) or acknowledge (treat it as new mail).
+  backlog: import
+  # The shared mailbox's Sent folder: answers staff send from their own mail client
+  # count as responses for the service levels.
+  # extra_folders:
+  #   - {folder: Sent, role: sent}
 
 smtp:
   host: 127.0.0.1
@@ -41,6 +49,15 @@ smtp:
 
 acknowledgment:
   max_per_sender_per_hour: 3
+
+# The morning digest for management (docs/digest.md).
+# digest:
+#   at: "07:00"
+#   recipients: [service-manager@example.test]
+
+# Who hears when intake or delivery stops (docs/operations.md).
+# alerts:
+#   admin: postmaster@example.test
 
 rules_dir: rules
 templates_dir: templates
