@@ -175,6 +175,14 @@ class AlertSettings(_Strict):
     after: Duration = timedelta(minutes=5)
 
 
+class RetentionSettings(_Strict):
+    """How long raw mail of closed tickets is kept (docs/deploy.md): rows, texts, events
+    and the digest's figures stay; only the raw bytes go."""
+
+    # Days after closing; none: raw mail is kept for ever.
+    raw_days: int | None = Field(default=None, ge=0)
+
+
 class MetricsSettings(_Strict):
     """The optional HTTP listener for /healthz and /metrics (off unless ``listen`` is set)."""
 
@@ -199,6 +207,7 @@ class Settings(_Strict):
     severities: dict[int, SeverityLevel] = Field(default_factory=_default_severities)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     rules_dir: Path = Path("rules")
     templates_dir: Path = Path("templates")

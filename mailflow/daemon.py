@@ -16,6 +16,7 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from mailflow.alerts import Alerter
 from mailflow.app import App
@@ -121,10 +122,36 @@ def digest_pass(app: App) -> int:
     return queued
 
 
+# The daemon purges raw mail of long-closed tickets at most this often (retention).
+RETENTION_EVERY = timedelta(hours=24)
+_last_retention: dict[int, datetime] = {}
+
+
+def retention_pass(app: App) -> int:
+    """``retention.raw_days``: drop the raw bytes of tickets closed longer ago, once a
+    day (a restart runs it once more; it only touches what is still there)."""
+    days = app.settings.retention.raw_days
+    if days is None:
+        return 0
+    now = app.clock.now()
+    last = _last_retention.get(id(app))
+    if last is not None and now - last < RETENTION_EVERY:
+        return 0
+    from mailflow.retention import purge_raw
+
+    _last_retention[id(app)] = now
+    report = purge_raw(app.sessions, now, days)
+    if report.messages or report.outbox:
+        log.info("retention: raw bytes of %d message(s) and %d sent mail(s) of tickets "
+                 "closed over %d day(s) ago removed", report.messages, report.outbox, days)
+    return report.messages
+
+
 def scheduler_pass(app: App) -> int:
     """Ticks until nothing is due now, then the digest if its time has come; the
     number of escalation steps fired and digests queued."""
     fired = digest_pass(app)
+    retention_pass(app)
     while True:
         res = app.scheduler.tick(app.clock.now())
         fired += len(res.fired)

@@ -153,3 +153,30 @@ def test_cli_retention_purge(stack: MailStack, db_url: str, make_app,
     res = runner.invoke(main, ["--config", str(cfg), "retention", "purge",
                                "--raw-older-than", "-1"])
     assert res.exit_code == 2
+
+
+def test_the_daemon_purges_by_the_retention_setting(stack: MailStack, sqlite_url: str,
+                                                    make_app) -> None:
+    """retention.raw_days: the daemon's scheduler pass drops raw bytes of long-closed
+    tickets (once a day), keeping the rows."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select, update
+
+    from mailflow.clock import FrozenClock
+    from mailflow.daemon import retention_pass, run_once
+    from mailflow.store.models import StoredMessage, Ticket
+
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, sqlite_url, clock, retention={"raw_days": 30})
+    stack.append(SUPPORT, [mail(subject="old and closed")])
+    run_once(app)
+    with app.sessions.begin() as s:
+        s.execute(update(Ticket).values(status="closed",
+                                        closed_at=clock.now() - timedelta(days=40)))
+    clock.set(clock.now() + timedelta(days=2))  # a day later than the last pass
+    assert retention_pass(app) == 1
+    with app.sessions() as s:
+        [m] = s.scalars(select(StoredMessage)).all()
+        assert m.raw == b"" and "raw-purged" in m.flags and m.ticket_id == 1
+    assert retention_pass(app) == 0  # not again within the day
