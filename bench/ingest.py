@@ -127,6 +127,9 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--preload", type=int, default=0)
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: a temp SQLite)")
+    ap.add_argument("--rules", default=None,
+                    help="rules folder (default: the shipped rules/); e.g. one whose rules "
+                         "refer nothing, to compare with code that had no referrals")
     ap.add_argument("--parse-processes", default="auto",
                     help="ingest.parse_processes: auto (default), 0 = all in one thread")
     args = ap.parse_args()
@@ -167,7 +170,7 @@ def main() -> None:
             "acknowledgment": {"max_per_sender_per_hour": 1000},
             "ingest": {"parse_processes": args.parse_processes if args.parse_processes == "auto"
                        else int(args.parse_processes)},
-            "rules_dir": str(Path(__file__).resolve().parents[1] / "rules"),
+            "rules_dir": args.rules or str(Path(__file__).resolve().parents[1] / "rules"),
         }, base_dir=work)
         app = build(settings)
         w = app.watchers()[0]
