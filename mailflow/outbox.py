@@ -375,7 +375,7 @@ def _failed(row: OutboxRow, why: str, permanent: bool) -> MailFailed:
 # -- administrator operations (mailflow outbox ...) ---------------------------------------
 
 def retry(sessions: sessionmaker[Session], row_id: int, now: datetime,
-          ctx: ApplyContext | None = None, actor: str = "cli") -> OutboxRow | None:
+          ctx: ApplyContext, actor: str) -> OutboxRow | None:
     """Send a failed or waiting row again now; lifts the recipient's suppression."""
     with transaction(sessions) as s:
         row = s.get(OutboxRow, row_id)
@@ -386,21 +386,19 @@ def retry(sessions: sessionmaker[Session], row_id: int, now: datetime,
                              "not sending it twice")
         apply(s, [MailRetry(row.id, f"retry asked by {actor}", now, row.ticket_id, fresh=True),
                   LiftSuppression(row.recipient, actor)],
-              ctx or ApplyContext(now, row.mail_from, row.mail_from.rpartition("@")[2], "SUP"))
+              ctx)
         s.refresh(row)
         return row
 
 
-def drop(sessions: sessionmaker[Session], row_id: int, now: datetime | None = None,
-         ctx: ApplyContext | None = None, actor: str = "cli") -> OutboxRow | None:
+def drop(sessions: sessionmaker[Session], row_id: int, now: datetime,
+         ctx: ApplyContext, actor: str) -> OutboxRow | None:
     with transaction(sessions) as s:
         row = s.get(OutboxRow, row_id)
         if row is None:
             return None
         if row.status == SENT:
             raise ValueError(f"outbox {row_id} was already sent; nothing to drop")
-        at = now or row.next_attempt_at
-        apply(s, [MailDropped(row.id, row.ticket_id, f"dropped by {actor}", actor)],
-              ctx or ApplyContext(at, row.mail_from, row.mail_from.rpartition("@")[2], "SUP"))
+        apply(s, [MailDropped(row.id, row.ticket_id, f"dropped by {actor}", actor)], ctx)
         s.refresh(row)
         return row

@@ -88,12 +88,8 @@ def outbox_show(ctx: click.Context, row_id: int) -> None:
     out.flush()
 
 
-@outbox.command("retry")
-@click.argument("row_id", type=int)
-@click.pass_context
-@handles_errors
-def outbox_retry(ctx: click.Context, row_id: int) -> None:
-    """Send a failed or waiting mail again now (and lift its recipient's suppression)."""
+def _row_action(ctx: click.Context, row_id: int, action: str, done: str) -> None:
+    """Retry or drop one row, through the one writer, as ``cli:$USER``."""
     from mailflow import outbox as ob
     from mailflow.clock import SystemClock
     from mailflow.desk import actor
@@ -103,13 +99,23 @@ def outbox_retry(ctx: click.Context, row_id: int) -> None:
     now = SystemClock().now()
     apply_ctx = ApplyContext(now, settings.support_address, settings.domain,
                              settings.ticket_prefix)
+    act = ob.retry if action == "retry" else ob.drop
     try:
-        row = ob.retry(sessions, row_id, now, apply_ctx, actor())
+        row = act(sessions, row_id, now, apply_ctx, actor())
     except ValueError as exc:
         fail(str(exc))
     if row is None:
         fail(f"no outbox row {row_id}")
-    click.echo(f"outbox #{row_id} to {row.recipient} queued again")
+    click.echo(f"outbox #{row_id} to {row.recipient} {done}")
+
+
+@outbox.command("retry")
+@click.argument("row_id", type=int)
+@click.pass_context
+@handles_errors
+def outbox_retry(ctx: click.Context, row_id: int) -> None:
+    """Send a failed or waiting mail again now (and lift its recipient's suppression)."""
+    _row_action(ctx, row_id, "retry", "queued again")
 
 
 @outbox.command("drop")
@@ -118,19 +124,4 @@ def outbox_retry(ctx: click.Context, row_id: int) -> None:
 @handles_errors
 def outbox_drop(ctx: click.Context, row_id: int) -> None:
     """Never send this mail."""
-    from mailflow import outbox as ob
-    from mailflow.clock import SystemClock
-    from mailflow.desk import actor
-    from mailflow.tickets.apply import ApplyContext
-
-    settings, sessions = _open_db(ctx)
-    now = SystemClock().now()
-    apply_ctx = ApplyContext(now, settings.support_address, settings.domain,
-                             settings.ticket_prefix)
-    try:
-        row = ob.drop(sessions, row_id, now, apply_ctx, actor())
-    except ValueError as exc:
-        fail(str(exc))
-    if row is None:
-        fail(f"no outbox row {row_id}")
-    click.echo(f"outbox #{row_id} to {row.recipient} dropped")
+    _row_action(ctx, row_id, "drop", "dropped")
