@@ -25,12 +25,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.accounts import apply_context
 from mailflow.config import Settings
 from mailflow.health import SMTP_DOWN_NOTE, is_down
 from mailflow.liveness import PartView
 from mailflow.store.models import OutboxRow
 from mailflow.tickets import OutboxKind
-from mailflow.tickets.apply import ApplyContext, apply
+from mailflow.tickets.apply import apply
 from mailflow.tickets.effects import MailRequest, QueueMail
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,7 @@ class Alerter:
             ticket=None, context=alert_context(a, now, self.host),
             auto_submitted="auto-generated", dedupe_key=a.key),
             summary=f"alert {a.state}: {a.part}")
-        ctx = ApplyContext(now=now, support_address=st.support_address, domain=st.domain,
-                           prefix=st.ticket_prefix, tz_name=st.timezone)
+        ctx = apply_context(st, now)
         try:
             with self.sessions.begin() as s:
                 apply(s, [mail], ctx)

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from mailflow.configerrors import ConfigError, KeyLines, describe, key_lines
@@ -190,6 +191,37 @@ class MetricsSettings(_Strict):
     listen: str | None = Field(default=None, pattern=r"^\[?[0-9A-Za-z.:-]*\]?:\d{1,5}$")
 
 
+class DeskDefaults(_Strict):
+    """What a further mailbox's new tickets are when no rule decides (rules win)."""
+
+    severity: Literal[1, 2, 3] | None = None
+    category: Literal["technical", "administrative"] | None = None
+    owner: str | None = None  # a tier group of groups.yaml
+
+
+class MailboxAccount(_Strict):
+    """A further support address on its own IMAP account (``mailboxes:``): billing@, a
+    vendor-facing box. Each has its own watcher and checkpoint; its tickets are answered
+    from its address, numbered in the one sequence, under its prefix or the shared one."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    support_address: str
+    ticket_prefix: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+    imap: ImapSettings
+    defaults: DeskDefaults = Field(default_factory=DeskDefaults)
+
+    @field_validator("support_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return _email(v)
+
+
+def _email(v: str) -> str:
+    if "@" not in v or v.startswith("@") or v.endswith("@") or any(c in v for c in " \r\n"):
+        raise ValueError(f'must be an email address (got "{v}")')
+    return v.lower()
+
+
 class Settings(_Strict):
     database: str = "sqlite:///mailflow.db"
     timezone: str = "UTC"
@@ -200,6 +232,8 @@ class Settings(_Strict):
     own_addresses: list[str] = Field(default_factory=list)
     ticket_prefix: str = Field(default="SUP", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     imap: ImapSettings = Field(default_factory=ImapSettings)
+    # Further support mailboxes, each on its own IMAP account (docs/mailboxes.md).
+    mailboxes: list[MailboxAccount] = Field(default_factory=list)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -230,9 +264,32 @@ class Settings(_Strict):
     @field_validator("support_address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if "@" not in v or v.startswith("@") or v.endswith("@") or any(c in v for c in " \r\n"):
-            raise ValueError(f'must be an email address (got "{v}")')
-        return v.lower()
+        return _email(v)
+
+    @model_validator(mode="after")
+    def _distinct_mailboxes(self) -> Settings:
+        """Two entries for one address or one folder would answer and fetch twice."""
+        names: set[str] = {"main"}
+        addresses = {self.support_address}
+        folders = {(self.imap.host, self.imap.port, self.imap.username, f.folder)
+                   for f in self.imap.mailboxes()}
+        for m in self.mailboxes:
+            if m.name in names:
+                raise ValueError(f'mailboxes: the name "{m.name}" is used twice'
+                                 + (' ("main" is the top-level mailbox)' if m.name == "main"
+                                    else ""))
+            if m.support_address in addresses:
+                raise ValueError(f"mailboxes: {m.support_address} is the support address "
+                                 "of two mailboxes")
+            for f in m.imap.mailboxes():
+                where = (m.imap.host, m.imap.port, m.imap.username, f.folder)
+                if where in folders:
+                    raise ValueError(f"mailboxes: {m.name}: folder {f.folder} of "
+                                     f"{m.imap.username}@{m.imap.host} is watched twice")
+                folders.add(where)
+            names.add(m.name)
+            addresses.add(m.support_address)
+        return self
 
     @field_validator("severities")
     @classmethod
@@ -271,7 +328,8 @@ class Settings(_Strict):
         return self.database
 
     def all_own_addresses(self) -> frozenset[str]:
-        return frozenset({self.support_address, *(a.lower() for a in self.own_addresses)})
+        return frozenset({self.support_address, *(m.support_address for m in self.mailboxes),
+                          *(a.lower() for a in self.own_addresses)})
 
 
 def validate(data: Any, source: str = "mailflow.yaml", base_dir: Path | None = None,
@@ -293,8 +351,10 @@ def validate(data: Any, source: str = "mailflow.yaml", base_dir: Path | None = N
     if problems:
         raise ConfigError(problems)
     base = base_dir or Path(".")
-    return settings.model_copy(update={"base_dir": base, "imap": settings.imap.under(base),
-                                       "smtp": settings.smtp.under(base)})
+    return settings.model_copy(update={
+        "base_dir": base, "imap": settings.imap.under(base), "smtp": settings.smtp.under(base),
+        "mailboxes": [m.model_copy(update={"imap": m.imap.under(base)})
+                      for m in settings.mailboxes]})
 
 
 def _at(source: str, lines: KeyLines | None, loc: Sequence[Any]) -> str:

@@ -26,6 +26,7 @@ from datetime import datetime
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.accounts import Account, accounts, apply_context
 from mailflow.classify import RuleSet
 from mailflow.config import Settings
 from mailflow.groupsholder import GroupsHolder
@@ -76,12 +77,13 @@ class BatchResult:
     notices: list[str] = field(default_factory=list)
 
 
-def ingest_policy(settings: Settings) -> IngestPolicy:
+def ingest_policy(settings: Settings, account: Account | None = None) -> IngestPolicy:
     own = settings.all_own_addresses()
+    account = account or accounts(settings)[0]
     return IngestPolicy(
-        link=LinkPolicy(settings.support_address, own, settings.ticket_prefix,
+        link=LinkPolicy(account.support_address, own, account.prefix,
                         settings.reopen_window),
-        support_address=settings.support_address,
+        support_address=account.support_address,
         ack_limit=settings.acknowledgment.max_per_sender_per_hour,
         severities={n: SeverityPromise(level.label, human_duration(level.first_response))
                     for n, level in settings.severities.items()},
@@ -91,18 +93,20 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]):
+    """Ingest for one mailbox account (desk): its address, prefix and link policy."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session],
+                 account: Account | None = None):
         self.settings = settings
         self.sessions = sessions
+        self.account = account or accounts(settings)[0]
         self.own = settings.all_own_addresses()
-        self.policy = ingest_policy(settings)
+        self.policy = ingest_policy(settings, self.account)
         self.groups = GroupsHolder(settings.rules_path)
         self.slas = PoliciesHolder(settings.rules_path, settings.tz)
 
     def apply_context(self, now: datetime) -> ApplyContext:
-        st = self.settings
-        return ApplyContext(now, st.support_address, st.domain, st.ticket_prefix,
-                            getattr(st.tz, "key", None) or "UTC")
+        return apply_context(self.settings, now, self.account.desk)
 
     # -- entry points ----------------------------------------------------------------
     def ingest(self, mailbox: str, uidvalidity: int, batch: Sequence[Fetched],
@@ -157,7 +161,7 @@ class Ingestor:
             result.done_uids.append(d.uid)
             result.outcomes[d.outcome] += 1
         _record(result, applied)
-        result.notices = notices(decisions, applied.ids, self.settings.ticket_prefix)
+        result.notices = notices(decisions, applied.ids, self.account.prefix)
         if prepared and source.mailbox is not None and source.uidvalidity is not None:
             advance_checkpoint(s, source.mailbox, source.uidvalidity,
                                max(p.fetched.uid for p in prepared), now)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
+from mailflow.accounts import apply_context
 from mailflow.clock import Clock
 from mailflow.compose import Composer, Envelope
 from mailflow.config import Settings
@@ -112,7 +113,9 @@ def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime
     ctx: dict[str, Any] = dict(row.context)
     reply_to = None
     if row.ticket_id is not None and row.reply_token:
-        reply_to = reply_address(settings.support_address, row.ticket_id, row.reply_token)
+        # The address of the ticket's own desk, as the writer put it in the context.
+        reply_to = ctx.get("reply_address") or reply_address(
+            settings.support_address, row.ticket_id, row.reply_token)
     env = Envelope(
         mail_from=row.mail_from,
         from_name=settings.from_name,
@@ -357,8 +360,7 @@ class OutboxSender:
             apply(s, effects, self._ctx(now))
 
     def _ctx(self, now: datetime) -> ApplyContext:
-        st = self.settings
-        return ApplyContext(now, st.support_address, st.domain, st.ticket_prefix)
+        return apply_context(self.settings, now)
 
     def _retry(self, row: OutboxRow, why: str, now: datetime) -> MailRetry:
         st = self.settings.outbox

@@ -56,7 +56,7 @@ class PreparePool:
         self.own = own
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._rules_blob: tuple[str, bytes] | None = None
+        self._rules_blobs: dict[str, bytes] = {}
         self._closed = False
         self.failures = 0  # in a row; a batch prepared by a worker resets it
 
@@ -126,10 +126,15 @@ class PreparePool:
             return self._executor
 
     def _rules(self, rules: RuleSet) -> tuple[str, bytes]:
-        # Pickled once per rule-set version; the worker unpickles only on a change.
-        if self._rules_blob is None or self._rules_blob[0] != rules.version:
-            self._rules_blob = (rules.version, pickle.dumps(rules))
-        return self._rules_blob
+        # Pickled once per rule-set version and mailbox defaults; the worker unpickles
+        # only what it has not seen.
+        key = rules.cache_key
+        blob = self._rules_blobs.get(key)
+        if blob is None:
+            if len(self._rules_blobs) > 16:  # versions of rules long replaced
+                self._rules_blobs.clear()
+            blob = self._rules_blobs[key] = pickle.dumps(rules)
+        return key, blob
 
     def _broken(self, exc: BaseException) -> None:
         with self._lock:
@@ -166,14 +171,16 @@ def _worker_init(daemon_pid: int) -> None:
     gc.freeze()  # as the daemon does: the imported modules need no collecting
 
 
-_worker_rules: tuple[str, RuleSet] | None = None
+_worker_rules: dict[str, RuleSet] = {}
 
 
-def _prepare_remote(items: list[tuple[int, bytes, datetime | None]], version: str,
+def _prepare_remote(items: list[tuple[int, bytes, datetime | None]], key: str,
                     rules_blob: bytes, now: datetime, tz: tzinfo,
                     own: frozenset[str]) -> list[Prepared]:
-    global _worker_rules
-    if _worker_rules is None or _worker_rules[0] != version:
-        _worker_rules = (version, pickle.loads(rules_blob))
+    rules = _worker_rules.get(key)
+    if rules is None:
+        if len(_worker_rules) > 16:
+            _worker_rules.clear()
+        rules = _worker_rules[key] = pickle.loads(rules_blob)
     batch = [Fetched(uid, raw, when) for uid, raw, when in items]
-    return prepare_batch(batch, _worker_rules[1], now, tz, own)
+    return prepare_batch(batch, rules, now, tz, own)

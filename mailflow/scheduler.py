@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.accounts import apply_context
 from mailflow.classify.groups import GroupsConfig
 from mailflow.config import Settings
 from mailflow.escalation import StepContext, request_effects, step_effects
@@ -47,7 +48,7 @@ from mailflow.store.models import (
     TicketEvent,
 )
 from mailflow.tickets import EventKind
-from mailflow.tickets.apply import ApplyContext, apply
+from mailflow.tickets.apply import apply
 from mailflow.tickets.effects import Effect, Refer, Schedule, SetSeverity
 from mailflow.tickets.referral import TierPolicy
 
@@ -157,9 +158,7 @@ class Scheduler:
             next_due.append({"tid": r.id, "due": now if changed
                              else _next_due(pol.escalation, tc, done, now)})
         effects += [Schedule(d["tid"], d["due"]) for d in next_due]
-        applied = apply(s, effects, ApplyContext(
-            now, self.settings.support_address, self.settings.domain,
-            self.settings.ticket_prefix, getattr(self.settings.tz, "key", None) or "UTC"))
+        applied = apply(s, effects, apply_context(self.settings, now))
         insert_ignore(s, EscalationStep, steps)
         for chunk in chunks(ids):
             s.execute(delete(TicketClock).where(TicketClock.ticket_id.in_(chunk)))

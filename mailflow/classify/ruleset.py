@@ -92,6 +92,12 @@ class RuleSet:
     files: tuple[str, ...] = field(default=())
 
     @property
+    def cache_key(self) -> str:
+        """The version plus the defaults, which each mailbox may set differently."""
+        return (f"{self.version}/{self.default_severity}/{self.default_category}/"
+                f"{self.default_owner}")
+
+    @property
     def tiers(self) -> GroupsConfig:
         """The groups with their members and objectives, for referrals and commands."""
         return GroupsConfig(self.groups)

@@ -91,14 +91,13 @@ def outbox_show(ctx: click.Context, row_id: int) -> None:
 def _row_action(ctx: click.Context, row_id: int, action: str, done: str) -> None:
     """Retry or drop one row, through the one writer, as ``cli:$USER``."""
     from mailflow import outbox as ob
+    from mailflow.accounts import apply_context
     from mailflow.clock import SystemClock
     from mailflow.desk import actor
-    from mailflow.tickets.apply import ApplyContext
 
     settings, sessions = _open_db(ctx)
     now = SystemClock().now()
-    apply_ctx = ApplyContext(now, settings.support_address, settings.domain,
-                             settings.ticket_prefix)
+    apply_ctx = apply_context(settings, now)
     act = ob.retry if action == "retry" else ob.drop
     try:
         row = act(sessions, row_id, now, apply_ctx, actor())

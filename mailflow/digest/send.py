@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.accounts import apply_context
 from mailflow.classify.problems import RulesError
 from mailflow.classify.ruleset import load_rules
 from mailflow.config import Settings
@@ -28,7 +29,7 @@ from mailflow.digest.records import Window, day_window
 from mailflow.digest.report import Inputs, Params, context
 from mailflow.store.models import OutboxRow
 from mailflow.tickets import OutboxKind
-from mailflow.tickets.apply import ApplyContext, apply
+from mailflow.tickets.apply import apply
 from mailflow.tickets.effects import MailRequest, QueueMail
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,7 @@ def queue_digest(sessions: sessionmaker[Session], settings: Settings, day: date,
     if not todo:
         return 0
     ctx = digest_context(sessions, settings, day, now)
-    actx = ApplyContext(now=now, support_address=settings.support_address,
-                        domain=settings.domain, prefix=settings.ticket_prefix,
-                        tz_name=settings.timezone)
+    actx = apply_context(settings, now)
     queued = 0
     for r in todo:
         mail = QueueMail(MailRequest(

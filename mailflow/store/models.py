@@ -94,6 +94,9 @@ class Ticket(Base):
     # When the scheduler must look at the ticket next (a clock or escalation step due);
     # set to "now" by every change, so the clocks are recomputed. None: nothing pending.
     next_due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # The further mailbox (``mailboxes:``) the ticket came in on, by name; None: the
+    # main one. Its mail goes out from that mailbox's address with its prefix.
+    desk: Mapped[str | None] = mapped_column(String(64), default=None)
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="ticket", cascade="all, delete-orphan"

@@ -13,7 +13,7 @@ workers applying to the same ticket at once lose no update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -79,12 +79,25 @@ _O = cast(Table, OutboxRow.__table__)
 
 
 @dataclass(frozen=True)
+class DeskIdentity:
+    """Who a ticket's mail comes from: the address and prefix of the mailbox it came in."""
+
+    support_address: str
+    prefix: str
+
+
+@dataclass(frozen=True)
 class ApplyContext:
     now: datetime
-    support_address: str
+    support_address: str  # the main mailbox's; tickets of other desks use theirs
     domain: str
     prefix: str
     tz_name: str = "UTC"  # times in a referral's history are shown in it
+    # The further mailboxes (``mailboxes:``) by desk name: a ticket's mail goes out from
+    # and refers to the desk it came in on, whoever queues it (ingest, the scheduler,
+    # the CLI). Tickets of the main mailbox have no desk name.
+    desks: Mapping[str, DeskIdentity] = field(default_factory=dict)
+    desk: str | None = None  # the desk tickets opened in this apply belong to
 
 
 @dataclass
@@ -120,6 +133,7 @@ class _Writer:
         self.unsuppress: set[str] = set()
         self.schedule: dict[int, datetime | None] = {}
         self.refs = ReferralWrites()
+        self.desk_of: dict[int, str | None] = {}
 
     # -- collect ------------------------------------------------------------------------
     def run(self, effects: Iterable[Effect]) -> Applied:
@@ -259,7 +273,7 @@ class _Writer:
             "tags": list(e.tags), "reply_token": e.reply_token, "linked_ticket_id": e.linked_to,
             "rules_version": e.rules_version, "reopen_count": 0, "created_at": e.created_at,
             "updated_at": self.now, "last_customer_at": e.created_at,
-            "next_due_at": self.now,
+            "next_due_at": self.now, "desk": self.ctx.desk,
         }
         self.participants[e.key] = e.participants
         self.tokens[e.key] = e.reply_token
@@ -315,6 +329,7 @@ class _Writer:
             insert_many(s, Attachment, att_rows)
         self.refs.write(s, fix, self.now)
         if self.outbox:
+            self._desks_of([fix(q.request.ticket) for q, _ in self.outbox], fix)
             rows = [self._outbox_row(q, row, fix) for q, row in self.outbox]
             attaching = [r for r in rows if "attach_messages" in r["context"]]
             if attaching:
@@ -405,6 +420,22 @@ class _Writer:
             conn.execute(_T.update().where(_T.c.id == tid).values(
                 {k: bindparam(f"v_{k}", type_=_T.c[k].type) for k in keys}), rows)
 
+    def _desks_of(self, tids: list[int | None], fix: Any) -> None:
+        """Which desk each ticket of the queued mail belongs to: one query, and none at
+        all with a single mailbox."""
+        if not self.ctx.desks:
+            return
+        self.desk_of.update((fix(key), r["desk"]) for key, r in self.new.items())
+        wanted = sorted({t for t in tids if t is not None and t not in self.desk_of})
+        for chunk in chunks(wanted):
+            self.desk_of.update(self.s.execute(
+                select(_T.c.id, _T.c.desk).where(_T.c.id.in_(chunk))).tuples())
+
+    def _identity(self, tid: int | None) -> DeskIdentity:
+        desk = self.desk_of.get(tid) if tid is not None else self.ctx.desk
+        found = self.ctx.desks.get(desk) if desk is not None else None
+        return found or DeskIdentity(self.ctx.support_address, self.ctx.prefix)
+
     def _outbox_row(self, q: QueueMail, row: dict[str, Any], fix: Any) -> dict[str, Any]:
         r = q.request
         tid = fix(r.ticket)
@@ -414,7 +445,10 @@ class _Writer:
         if r.dedupe_key is not None:
             row["dedupe_key"] = r.dedupe_key.replace("{ticket}", str(tid))
         ctx = row["context"]
-        finish_context(ctx, r, tid, self.ctx.support_address, self.ctx.prefix)
+        me = self._identity(tid)
+        if r.mail_from is None:
+            row["mail_from"] = me.support_address
+        finish_context(ctx, r, tid, me.support_address, me.prefix)
         if tid is not None and r.kind == OutboxKind.REFERRAL and tid > 0 \
                 and "history" not in ctx:
             history(self.s, tid, ctx, self.ctx.tz_name)
