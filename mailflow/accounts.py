@@ -49,6 +49,16 @@ def accounts(settings: Settings) -> list[Account]:
                     for m in settings.mailboxes)]
 
 
+def account_for_key(settings: Settings, key: str) -> Account:
+    """The account a checkpoint key (a quarantined message's ``mailbox``) belongs to;
+    the main one for keys no longer configured."""
+    found = accounts(settings)
+    for a in found:
+        if any(a.checkpoint_key(mb) == key for mb in a.imap.mailboxes()):
+            return a
+    return found[0]
+
+
 def identities(settings: Settings) -> dict[str, DeskIdentity]:
     return {m.name: DeskIdentity(m.support_address, m.ticket_prefix or settings.ticket_prefix)
             for m in settings.mailboxes}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.accounts import DeskRules, accounts
 from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock, SystemClock
 from mailflow.compose import Composer
@@ -33,9 +34,17 @@ class App:
     scheduler: Scheduler
 
     def watchers(self) -> list[MailboxWatcher]:
-        return [MailboxWatcher(self.settings.imap, mb, self.ingestor, self.rules, self.clock,
-                               pool=self.pool)
-                for mb in self.settings.imap.mailboxes()]
+        """One per folder of every mailbox account; a further mailbox's watchers open
+        tickets on its desk, with its defaults over the shared rules."""
+        out: list[MailboxWatcher] = []
+        for account in accounts(self.settings):
+            main = account.desk is None
+            ingestor = self.ingestor if main else Ingestor(self.settings, self.sessions, account)
+            rules = self.rules if main else DeskRules(self.rules, account.defaults)
+            out += [MailboxWatcher(account.imap, mb, ingestor, rules, self.clock,
+                                   pool=self.pool, key=account.checkpoint_key(mb))
+                    for mb in account.imap.mailboxes()]
+        return out
 
     def close(self) -> None:
         self.pool.close()

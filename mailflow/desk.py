@@ -152,7 +152,8 @@ class Released:
     reason: str | None = None  # the new reason when it stays in quarantine
 
 
-def release(sessions: sessionmaker[Session], ingestor: Ingestor, rules: RuleSet,
+def release(sessions: sessionmaker[Session],
+            pick: Callable[[str], tuple[Ingestor, RuleSet]],
             quarantine_id: int, now: datetime, by: str) -> Released:
     """Process a quarantined message again, after a fix, as ingest would have.
 
@@ -160,7 +161,8 @@ def release(sessions: sessionmaker[Session], ingestor: Ingestor, rules: RuleSet,
     is. If it was stored meanwhile (under its own key or the raw one), nothing is stored
     twice: the row is only marked released. If it still cannot become ticket mail, it
     stays in quarantine with the new reason. The quarantine row is locked on PostgreSQL,
-    so two releases of one message do not both store it.
+    so two releases of one message do not both store it. ``pick`` gives the ingestor and
+    rules of the mailbox the message came from (its desk, with its defaults).
     """
     with transaction(sessions) as s:
         q = s.scalars(select(QuarantinedMessage)
@@ -172,6 +174,7 @@ def release(sessions: sessionmaker[Session], ingestor: Ingestor, rules: RuleSet,
         if q.released_at is not None:
             raise DeskError(f"quarantined message {quarantine_id} was already released "
                             f"({q.released_at:%Y-%m-%d %H:%M} UTC)")
+        ingestor, rules = pick(q.mailbox or "")
         st = ingestor.settings
         p = prepare_one(Fetched(q.uid or 0, q.raw, q.created_at), rules, now, st.tz,
                         ingestor.own)

@@ -31,6 +31,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy.exc import SQLAlchemyError
 
+from mailflow.accounts import DeskRules
 from mailflow.classify import RuleSet
 from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock
@@ -75,9 +76,9 @@ def backoff_delays(initial: float = 1.0, cap: float = 60.0) -> Iterator[float]:
 
 class MailboxWatcher:
     def __init__(self, imap: ImapSettings, mailbox: MailboxSettings, ingestor: Ingestor,
-                 rules: RulesHolder, clock: Clock,
+                 rules: RulesHolder | DeskRules, clock: Clock,
                  on_outbox: Callable[[int], None] | None = None,
-                 pool: PreparePool | None = None):
+                 pool: PreparePool | None = None, key: str | None = None):
         self.imap = imap
         self.mailbox = mailbox
         self.ingestor = ingestor
@@ -94,7 +95,8 @@ class MailboxWatcher:
         self._stop: threading.Event | None = None
         # The account and folder, not the server's name: a new host name or port for the
         # same mailbox must not make it look new (UIDVALIDITY guards a real change).
-        self.key = f"{imap.username or ''}/{mailbox.folder}"
+        # Further mailboxes (``mailboxes:``) pass a key that names their desk.
+        self.key = key or f"{imap.username or ''}/{mailbox.folder}"
         # Connected, last good cycle, last error: read by health and alerts.
         self.state = PartState(self.key)
 

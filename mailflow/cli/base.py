@@ -135,3 +135,29 @@ def _open_db(ctx: click.Context) -> tuple[Settings, Any]:
 
 def _iso(d: Any) -> str | None:
     return d.isoformat() if d is not None else None
+
+
+def ticket_arg(settings: Settings, text: str) -> int:
+    """A ticket reference from the command line (``SUP-12``, ``BIL-12`` or ``12``), or
+    one line saying what was expected."""
+    from mailflow.accounts import expected_ref, parse_ticket
+
+    tid = parse_ticket(settings, text)
+    if tid is None:
+        fail(f"not a ticket reference: {text!r} (expected {expected_ref(settings)})",
+             EXIT_CONFIG)
+    return tid
+
+
+def ticket_name(settings: Settings, sessions: Any, tid: int) -> str:
+    """``BIL-12``: the prefix of the desk the ticket belongs to."""
+    from sqlalchemy import select
+
+    from mailflow.accounts import ticket_ref
+    from mailflow.store.models import Ticket
+
+    if not settings.mailboxes:
+        return ticket_ref(settings, tid, None)
+    with sessions() as s:
+        desk = s.execute(select(Ticket.desk).where(Ticket.id == tid)).scalar()
+    return ticket_ref(settings, tid, desk)

@@ -14,14 +14,22 @@ from datetime import datetime
 import click
 
 from mailflow import desk
-from mailflow.classify import load_rules
-from mailflow.cli.base import EXIT_CONFIG, _open_db, _settings, fail, handles_errors
+from mailflow.accounts import account_for_key, with_defaults
+from mailflow.classify import RuleSet, load_rules
+from mailflow.cli.base import (
+    EXIT_CONFIG,
+    _open_db,
+    _settings,
+    fail,
+    handles_errors,
+    ticket_arg,
+    ticket_name,
+)
 from mailflow.cli.quarantine import quarantine
 from mailflow.cli.tickets import tickets
 from mailflow.clock import SystemClock
 from mailflow.ingest import Ingestor
 from mailflow.linking import TicketFacts
-from mailflow.tickets import parse_ref, ref
 from mailflow.tickets.effects import Effect
 
 # (ticket as it is, actor, ticket prefix, now) -> effects
@@ -31,18 +39,16 @@ Build = Callable[[TicketFacts, str, str, datetime], Sequence[Effect]]
 def _act(ctx: click.Context, ticket: str, build: Build, done: str) -> None:
     """One desk action on one ticket, in one transaction; a refusal is one line, exit 1."""
     settings, sessions = _open_db(ctx)
-    tid = parse_ref(ticket, settings.ticket_prefix)
-    if tid is None:
-        fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
-             EXIT_CONFIG)
+    tid = ticket_arg(settings, ticket)
     by, now = desk.actor(), SystemClock().now()
     apply_ctx = Ingestor(settings, sessions).apply_context(now)
     try:
-        desk.act(sessions, tid, lambda t: build(t, by, settings.ticket_prefix, now),
+        prefix = ticket_name(settings, sessions, tid).rpartition("-")[0]
+        desk.act(sessions, tid, lambda t: build(t, by, prefix, now),
                  apply_ctx)
     except desk.DeskError as exc:
         fail(str(exc))
-    click.echo(f"{ref(settings.ticket_prefix, tid)} {done}")
+    click.echo(f"{ticket_name(settings, sessions, tid)} {done}")
 
 
 @tickets.command("resolve")
@@ -108,12 +114,16 @@ def quarantine_release(ctx: click.Context, item_id: int) -> None:
     """Process a quarantined message again with the current rules, after a fix."""
     settings, sessions = _open_db(ctx)
     rules = load_rules(settings.rules_path)
+
+    def pick(mailbox: str) -> tuple[Ingestor, RuleSet]:
+        account = account_for_key(settings, mailbox)
+        return Ingestor(settings, sessions, account), with_defaults(rules, account.defaults)
+
     try:
-        r = desk.release(sessions, Ingestor(settings, sessions), rules, item_id,
-                         SystemClock().now(), desk.actor())
+        r = desk.release(sessions, pick, item_id, SystemClock().now(), desk.actor())
     except desk.DeskError as exc:
         fail(str(exc))
-    name = ref(settings.ticket_prefix, r.ticket) if r.ticket is not None else None
+    name = ticket_name(settings, sessions, r.ticket) if r.ticket is not None else None
     if r.outcome == "quarantined":
         fail(f"#{item_id} stays in quarantine: {r.reason}")
     if r.outcome == "duplicate":

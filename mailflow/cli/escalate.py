@@ -10,14 +10,13 @@ from __future__ import annotations
 import click
 
 from mailflow import desk
-from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors
+from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors, ticket_arg, ticket_name
 from mailflow.cli.tickets import tickets
 from mailflow.clock import SystemClock
 from mailflow.escalation import manual_effects
 from mailflow.ingest import Ingestor
 from mailflow.linking import new_token
 from mailflow.policies import PoliciesHolder
-from mailflow.tickets import parse_ref, ref
 from mailflow.tickets.referral import TierPolicy
 
 
@@ -32,10 +31,7 @@ def tickets_escalate(ctx: click.Context, ticket: str, group: str | None, reason:
     """Escalate a ticket by hand: recorded as an escalation, the lead (and management)
     told, the customer told; with --to, referred to that group."""
     settings, sessions = _open_db(ctx)
-    tid = parse_ref(ticket, settings.ticket_prefix)
-    if tid is None:
-        fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
-             EXIT_CONFIG)
+    tid = ticket_arg(settings, ticket)
     policies = PoliciesHolder(settings.rules_path, settings.tz).current
     if policies is None:
         fail("the rules folder has errors: run `mailflow check`", EXIT_CONFIG)
@@ -57,4 +53,4 @@ def tickets_escalate(ctx: click.Context, ticket: str, group: str | None, reason:
     except desk.DeskError as exc:
         fail(str(exc))
     where = f" to {target.name}" if target else ""
-    click.echo(f"{ref(settings.ticket_prefix, tid)} escalated{where}")
+    click.echo(f"{ticket_name(settings, sessions, tid)} escalated{where}")

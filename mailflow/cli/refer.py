@@ -12,12 +12,11 @@ import click
 from mailflow import desk
 from mailflow.classify.groups import load_groups
 from mailflow.classify.problems import RulesError
-from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors
+from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors, ticket_arg, ticket_name
 from mailflow.cli.tickets import tickets
 from mailflow.clock import SystemClock
 from mailflow.ingest import Ingestor
 from mailflow.linking import new_token
-from mailflow.tickets import parse_ref, ref
 from mailflow.tickets.referral import ReferralRefused, TierPolicy, refer_by_person
 
 
@@ -31,10 +30,7 @@ def tickets_refer(ctx: click.Context, ticket: str, group: str, reason: str) -> N
     """Refer a ticket to a tier group: referral mail to the group, status update to the
     customer, owner and status follow."""
     settings, sessions = _open_db(ctx)
-    tid = parse_ref(ticket, settings.ticket_prefix)
-    if tid is None:
-        fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
-             EXIT_CONFIG)
+    tid = ticket_arg(settings, ticket)
     try:
         groups = load_groups(settings.rules_path)
     except RulesError as exc:
@@ -49,4 +45,4 @@ def tickets_refer(ctx: click.Context, ticket: str, group: str, reason: str) -> N
                                                          now, policy), apply_ctx)
     except (desk.DeskError, ReferralRefused) as exc:
         fail(str(exc))
-    click.echo(f"{ref(settings.ticket_prefix, tid)} referred to {group.strip().lower()}")
+    click.echo(f"{ticket_name(settings, sessions, tid)} referred to {group.strip().lower()}")

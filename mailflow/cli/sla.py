@@ -15,11 +15,11 @@ from typing import Any, cast
 import click
 from sqlalchemy import select
 
-from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors
+from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors, ticket_arg, ticket_name
 from mailflow.config import parse_duration
 from mailflow.store import queries
 from mailflow.store.models import EscalationStep
-from mailflow.tickets import parse_ref, ref
+from mailflow.tickets import ref
 
 
 @click.group("sla")
@@ -39,9 +39,8 @@ def sla_explain(ctx: click.Context, ticket: str) -> None:
     from mailflow.slaexplain import explain
 
     settings, sessions = _open_db(ctx)
-    tid = parse_ref(ticket, settings.ticket_prefix)
-    if tid is None:
-        fail(f"{ticket}: not a ticket number (SUP-12 or 12)", EXIT_CONFIG)
+    tid = ticket_arg(settings, ticket)
+    name = ticket_name(settings, sessions, tid)
     policies = PoliciesHolder(settings.rules_path, settings.tz).current
     if policies is None:
         fail("sla.yaml, escalation.yaml or groups.yaml has errors: run `mailflow check`")
@@ -49,10 +48,10 @@ def sla_explain(ctx: click.Context, ticket: str) -> None:
     with sessions() as s:
         tc = clocks_of(s, settings, tid, now, policies)
         if tc is None:
-            fail(f"{ref(settings.ticket_prefix, tid)}: no such ticket")
+            fail(f"{name}: no such ticket")
         steps = s.scalars(select(EscalationStep).where(EscalationStep.ticket_id == tid)
                           .order_by(EscalationStep.fired_at)).all()
-    click.echo(f"{ref(settings.ticket_prefix, tid)}:")
+    click.echo(f"{name}:")
     for line in explain(tc, now, settings.tz):
         click.echo(f"  {line}")
     if steps:

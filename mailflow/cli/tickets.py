@@ -9,13 +9,22 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from mailflow.cli.base import EXIT_CONFIG, _iso, _open_db, fail, handles_errors
+from mailflow.accounts import ticket_ref
+from mailflow.cli.base import (
+    EXIT_CONFIG,
+    _iso,
+    _open_db,
+    fail,
+    handles_errors,
+    ticket_arg,
+    ticket_name,
+)
 from mailflow.cli.tables import Col, emit_json, local_time, print_table
 from mailflow.clock import SystemClock
 from mailflow.config import Settings, parse_duration
 from mailflow.store import queries
 from mailflow.store.models import Ticket
-from mailflow.tickets import Status, parse_ref, ref
+from mailflow.tickets import Status
 
 
 def _parse_iso(text: str | None) -> datetime | None:
@@ -24,7 +33,7 @@ def _parse_iso(text: str | None) -> datetime | None:
 
 def _ticket_dict(settings: Settings, t: Ticket) -> dict[str, Any]:
     return {
-        "ref": ref(settings.ticket_prefix, t.id), "id": t.id, "subject": t.subject,
+        "ref": ticket_ref(settings, t.id, t.desk), "id": t.id, "subject": t.subject,
         "requester": t.requester, "status": t.status, "severity": t.severity,
         "category": t.category, "owner_group": t.owner_group, "tags": t.tags,
         "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
@@ -118,14 +127,11 @@ def tickets_list(ctx: click.Context, only_open: bool, statuses: tuple[str, ...],
 def tickets_show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     """Show one ticket (SUP-12 or 12) with its messages and event trail."""
     settings, sessions = _open_db(ctx)
-    tid = parse_ref(ticket, settings.ticket_prefix)
-    if tid is None:
-        fail(f"not a ticket reference: {ticket!r} (expected {settings.ticket_prefix}-N)",
-             EXIT_CONFIG)
+    tid = ticket_arg(settings, ticket)
     with sessions() as s:
         found = queries.ticket_detail(s, tid)
         if found is None:
-            fail(f"no ticket {ref(settings.ticket_prefix, tid)}")
+            fail(f"no ticket {ticket_name(settings, sessions, tid)}")
         t, detail = found
         data = {**_ticket_dict(settings, t), **detail}
     if as_json:

@@ -65,9 +65,10 @@ def finish_context(ctx: dict[str, Any], r: MailRequest, tid: int | None,
     reply address of the row's token, and the subject with exactly one tag, ours (the
     customer may have quoted others; each template says itself whether it starts with
     "Re:")."""
-    ctx.setdefault("support_address", support_address)
     if tid is None:
+        ctx.setdefault("support_address", support_address)
         return
+    ctx["support_address"] = support_address  # the ticket's desk's, whoever queued it
     tref = ref(prefix, tid)
     ctx["ticket"] = {**ctx.get("ticket", {}), "ref": tref}
     if r.token:
