@@ -428,8 +428,8 @@ class _Writer:
         self.desk_of.update((fix(key), r["desk"]) for key, r in self.new.items())
         wanted = sorted({t for t in tids if t is not None and t not in self.desk_of})
         for chunk in chunks(wanted):
-            self.desk_of.update(self.s.execute(
-                select(_T.c.id, _T.c.desk).where(_T.c.id.in_(chunk))).tuples())
+            self.desk_of.update((tid, desk) for tid, desk in self.s.execute(
+                select(_T.c.id, _T.c.desk).where(_T.c.id.in_(chunk))))
 
     def _identity(self, tid: int | None) -> DeskIdentity:
         desk = self.desk_of.get(tid) if tid is not None else self.ctx.desk
