@@ -8,12 +8,13 @@ the digest and escalation reports are computed from); every mail we send is an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -321,3 +322,32 @@ class EscalationStep(Base):
     episode: Mapped[int] = mapped_column(Integer, primary_key=True)
     fired_at: Mapped[datetime]
     late: Mapped[bool] = mapped_column(default=False)
+
+
+class DigestDay(Base):
+    """The digest's figures of one closed local day, so that the daily digest compares
+    against 30 stored rows instead of scanning a month of a million tickets.
+
+    Derived data, not ticket state (written by :mod:`mailflow.digest.stored`, outside the
+    one writer): a row can be dropped or rewritten at any time and the next digest
+    computes it again. ``basis`` names what the figures depend on (time zone, FCR
+    window, early-escalation limit, the definitions' version); ``events_upto`` is the
+    newest event id the row is known to reflect: a later event about the day, or about a
+    ticket opened on it, makes the digest compute the day again.
+    """
+
+    __tablename__ = "digest_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    basis: Mapped[str] = mapped_column(String(120), primary_key=True)
+    counts: Mapped[dict[str, Any]]  # mailflow.digest.metrics.Counts, field by field
+    rule_hits: Mapped[dict[str, Any]]  # rule name -> hits on the day's new tickets
+    events_upto: Mapped[int] = mapped_column(BigInteger)
+    events_seen: Mapped[int] = mapped_column(BigInteger)  # the newest id when last checked
+    computed_at: Mapped[datetime]
+
+
+# The digest's scans of one day: responses by the time they were sent, clocks by the time
+# they stopped (kept here with the digest's table, not in the two models above).
+Index("ix_outbox_sent_at", OutboxRow.sent_at)
+Index("ix_ticket_clocks_stopped_at", TicketClock.stopped_at)
