@@ -137,8 +137,9 @@ def database(settings: Settings, connect_timeout: int = 5) -> Finding:
 
 # -- with --connect ---------------------------------------------------------------------
 
-def imap_login(st: ImapSettings) -> list[Finding]:
-    """Log in as the daemon will, and select each configured folder read-only."""
+def imap_login(st: ImapSettings, name: str = "imap") -> list[Finding]:
+    """Log in as the daemon will, and select each configured folder read-only.
+    ``name`` tells the mailboxes apart: ``imap``, ``imap billing``."""
     from imapclient import IMAPClient
     from imapclient.exceptions import IMAPClientError
 
@@ -153,7 +154,7 @@ def imap_login(st: ImapSettings) -> list[Finding]:
                             ssl_context=context if st.security == "ssl" else None,
                             timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - every way of not connecting is a finding
-        return [bad("imap connect", problem(exc))]
+        return [bad(f"{name} connect", problem(exc))]
     found: list[Finding] = []
     try:
         if st.security == "starttls":
@@ -162,12 +163,12 @@ def imap_login(st: ImapSettings) -> list[Finding]:
             client.oauth2_login(st.username, st.token())
         else:
             client.login(st.username or "", st.secret() or "")
-        found.append(ok("imap login", f"{st.host}:{st.port} ({st.security}) as {st.username}"))
+        found.append(ok(f"{name} login", f"{st.host}:{st.port} ({st.security}) as {st.username}"))
         for mb in st.mailboxes():
             try:
                 info = client.select_folder(mb.folder, readonly=True)
             except IMAPClientError as exc:
-                found.append(bad(f"imap folder {mb.folder}",
+                found.append(bad(f"{name} folder {mb.folder}",
                                  f"cannot be selected: {decode_server_text(exc.args[0])}",
                                  CONFIG))
                 continue
@@ -176,9 +177,9 @@ def imap_login(st: ImapSettings) -> list[Finding]:
                 exists = client.folder_exists(mb.processed_folder)
                 note += f"; processed mail moves to {mb.processed_folder}" + (
                     "" if exists else " (created at the first run)")
-            found.append(ok(f"imap folder {mb.folder}", note))
+            found.append(ok(f"{name} folder {mb.folder}", note))
     except Exception as exc:  # noqa: BLE001
-        found.append(bad("imap login", problem(exc)))
+        found.append(bad(f"{name} login", problem(exc)))
     finally:
         _logout(client)
     return found
@@ -217,10 +218,15 @@ async def _smtp_login(st: SmtpSettings) -> Finding:
 def run_all(settings: Settings, connect: bool,
             environ: Mapping[str, str] | None = None) -> list[Finding]:
     """Every check, in the order an administrator fixes things."""
-    found = [credentials("imap", settings.imap, environ),
+    from mailflow.accounts import accounts
+
+    boxes = [(("imap" if a.desk is None else f"imap {a.desk}"), a.imap)
+             for a in accounts(settings)]
+    found = [*(credentials(name, st, environ) for name, st in boxes),
              credentials("smtp", settings.smtp, environ),
              database(settings)]
     if connect:
-        found += imap_login(settings.imap)
+        for name, st in boxes:
+            found += imap_login(st, name)
         found.append(smtp_login(settings.smtp))
     return found

@@ -24,7 +24,8 @@ PG_ADMIN_URL = os.environ.get("MAILFLOW_TEST_PG",
 SUPPORT = "support@example.test"
 CUSTOMER = "customer@example.test"
 TIER2 = "tier2@example.test"
-USERS = [SUPPORT, CUSTOMER, TIER2, "other@example.test", "robot@example.test"]
+BILLING = "billing@example.test"
+USERS = [SUPPORT, CUSTOMER, TIER2, "other@example.test", "robot@example.test", BILLING]
 
 
 def _pg_reachable() -> bool:

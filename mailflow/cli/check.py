@@ -13,6 +13,7 @@ import sys
 import click
 
 from mailflow import preflight
+from mailflow.accounts import unknown_owners
 from mailflow.classify import RulesError, load_rules
 from mailflow.cli.base import EXIT_CONFIG, EXIT_RUNTIME, _settings, handles_errors
 from mailflow.cli.init import check_templates
@@ -34,6 +35,10 @@ def check(ctx: click.Context, connect: bool) -> None:
         rs = load_rules(settings.rules_path, display=str(settings.rules_dir))
         click.echo(f"rules: {len(rs.rules)} rules in {len(rs.files)} file(s), "
                    f"version {rs.version}")
+        problems += unknown_owners(settings, rs.groups)
+        for m in settings.mailboxes:
+            click.echo(f"mailbox {m.name}: {m.support_address}, tickets "
+                       f"{m.ticket_prefix or settings.ticket_prefix}-N")
     except RulesError as exc:
         problems += [str(p) for p in exc.problems]
     except OSError as exc:
