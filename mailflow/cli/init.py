@@ -40,6 +40,16 @@ imap:
   # extra_folders:
   #   - {folder: Sent, role: sent}
 
+# Further support addresses, each on its own IMAP account, answered from its own
+# address under its own prefix (docs/configuration.md, "mailboxes").
+# mailboxes:
+#   - name: billing
+#     support_address: billing@example.test
+#     ticket_prefix: BIL
+#     imap: {host: 127.0.0.1, port: 993, username: billing@example.test,
+#            password_env: MAILFLOW_BILLING_PASSWORD}
+#     defaults: {category: administrative}
+
 smtp:
   host: 127.0.0.1
   port: 587
