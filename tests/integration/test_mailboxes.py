@@ -121,6 +121,18 @@ def test_the_desk_cli_mails_from_the_tickets_desk(stack: MailStack, sqlite_url: 
     assert str(referral["Reply-To"]).startswith(f"billing+{bil.id}.")
     (notice,) = map(_parsed, stack.wait_for(CUSTOMER, before + 1)[before:])
     assert f"[BIL-{bil.id}]" in str(notice["Subject"]) and BILLING in str(notice["From"])
+
+    # tier2 answers the referral: to the billing desk's reply address, so it arrives in
+    # billing's INBOX; its commands apply, and the customer hears from billing@.
+    raw_referral = stack.messages(TIER2)[-1]
+    stack.append(BILLING, [reply_to(raw_referral, "tom.engineer@example.test",
+                                    "#accept\n#eta 4h\n\nThe export is fixed tomorrow.",
+                                    to=str(referral["Reply-To"]))])
+    run_once(app)
+    (taken,) = map(_parsed, stack.wait_for(CUSTOMER, before + 2)[before + 1:])
+    assert BILLING in str(taken["From"]) and f"[BIL-{bil.id}]" in str(taken["Subject"])
+    assert f"has taken on your request BIL-{bil.id}" in taken.get_body(
+        ("plain",)).get_content()
     bad = runner.invoke(main, ["--config", str(cfg), "tickets", "show", "XYZ-1"])
     assert bad.exit_code == 2
     assert "(expected SUP-N or BIL-N)" in bad.output
