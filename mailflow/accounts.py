@@ -81,6 +81,12 @@ def ticket_ref(settings: Settings, ticket_id: int, desk: str | None) -> str:
     return ref(prefix_of(settings, desk), ticket_id)
 
 
+def desk_prefixes(settings: Settings) -> dict[str | None, str]:
+    """Each desk's prefix by desk name; None: the main mailbox."""
+    return {None: settings.ticket_prefix,
+            **{name: i.prefix for name, i in identities(settings).items()}}
+
+
 def prefixes(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.ticket_prefix,
                                *(m.ticket_prefix for m in settings.mailboxes

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, tzinfo
 from email.message import EmailMessage
@@ -129,11 +129,19 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def ticket_record(prefix: str, t: Ticket, msgs: list[StoredMessage], sent: list[OutboxRow],
+Prefix = str | Mapping[str | None, str]
+
+
+def _prefix(prefix: Prefix, t: Ticket) -> str:
+    """A ticket's prefix: one for all, or by desk (``mailboxes:``), None the main one."""
+    return prefix if isinstance(prefix, str) else prefix.get(t.desk) or prefix[None]
+
+
+def ticket_record(prefix: Prefix, t: Ticket, msgs: list[StoredMessage], sent: list[OutboxRow],
                   events: list[TicketEvent], raw: bool) -> dict[str, Any]:
     """One JSON line: everything a person or a migration needs about one ticket."""
     return {
-        "ref": f"{prefix}-{t.id}", "id": t.id, "subject": t.subject,
+        "ref": f"{_prefix(prefix, t)}-{t.id}", "id": t.id, "desk": t.desk, "subject": t.subject,
         "requester": t.requester, "status": t.status, "severity": t.severity,
         "category": t.category, "owner_group": t.owner_group, "tags": t.tags,
         "linked_ticket": t.linked_ticket_id, "rules_version": t.rules_version,
@@ -167,7 +175,7 @@ def ticket_record(prefix: str, t: Ticket, msgs: list[StoredMessage], sent: list[
 
 
 def export_jsonl(sessions: sessionmaker[Session], out: IO[str], since: datetime,
-                 prefix: str, raw: bool = True) -> ExportReport:
+                 prefix: Prefix, raw: bool = True) -> ExportReport:
     """Write one JSON object per ticket and line; raw mail as base64 unless ``raw`` is
     False (then the file is a readable record, not a restorable one)."""
     report = ExportReport()
@@ -218,7 +226,7 @@ def mbox_entry(sender: str, when: datetime, raw: bytes) -> bytes:
 
 
 def export_mbox(sessions: sessionmaker[Session], directory: Path, since: datetime,
-                prefix: str) -> ExportReport:
+                prefix: Prefix) -> ExportReport:
     """One ``PREFIX-N.mbox`` per ticket: the mail received and the mail we sent, in time
     order. Mail not rendered yet (still pending) has no bytes and is left out."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -242,7 +250,7 @@ def export_mbox(sessions: sessionmaker[Session], directory: Path, since: datetim
                                                                        o.raw)))
                         report.sent += 1
                 entries.sort(key=lambda e: (e[0], e[1]))
-                path = directory / f"{prefix}-{t.id}.mbox"
+                path = directory / f"{_prefix(prefix, t)}-{t.id}.mbox"
                 tmp = path.with_suffix(".mbox.tmp")
                 with tmp.open("wb") as f:
                     for _, _, entry in entries:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from mailflow.accounts import desk_prefixes
 from mailflow.cli.base import EXIT_CONFIG, _open_db, fail, handles_errors
 
 
@@ -40,17 +41,17 @@ def export(ctx: click.Context, since: str | None, fmt: str, output: str | None,
     if fmt == "mbox":
         if output is None:
             fail("--format mbox needs --output DIRECTORY", EXIT_CONFIG)
-        report = ex.export_mbox(sessions, Path(output), cutoff, settings.ticket_prefix)
+        report = ex.export_mbox(sessions, Path(output), cutoff, desk_prefixes(settings))
         where = f"{len(report.files)} mbox file(s) in {output}"
     elif output is None or output == "-":
-        report = ex.export_jsonl(sessions, sys.stdout, cutoff, settings.ticket_prefix,
+        report = ex.export_jsonl(sessions, sys.stdout, cutoff, desk_prefixes(settings),
                                  raw=not no_raw)
         where = "standard output"
     else:
         path = Path(output)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as f:
-            report = ex.export_jsonl(sessions, f, cutoff, settings.ticket_prefix,
+            report = ex.export_jsonl(sessions, f, cutoff, desk_prefixes(settings),
                                      raw=not no_raw)
         tmp.replace(path)  # a backup file is complete or absent, never half written
         where = str(path)

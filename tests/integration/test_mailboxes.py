@@ -8,6 +8,8 @@ each account."""
 from __future__ import annotations
 
 import email
+import io
+import json
 import re
 from email import policy
 from email.message import EmailMessage
@@ -19,6 +21,8 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from mailflow import export
+from mailflow.accounts import desk_prefixes
 from mailflow.cli import main
 from mailflow.config import ConfigError
 from mailflow.daemon import run_once
@@ -78,6 +82,11 @@ def test_two_mailboxes_each_answer_from_their_own_address(stack: MailStack, db_u
     assert SUPPORT in str(a_sup["From"])
     assert str(a_sup["Reply-To"]).startswith(f"support+{sup.id}.")
     assert f"BIL-{bil.id}" in a_bil.get_body(("plain",)).get_content()
+
+    out = io.StringIO()
+    export.export_jsonl(app.sessions, out, export.EVERYTHING, desk_prefixes(app.settings))
+    exported = {t["id"]: (t["ref"], t["desk"]) for t in map(json.loads, out.getvalue().splitlines())}
+    assert exported == {sup.id: (f"SUP-{sup.id}", None), bil.id: (f"BIL-{bil.id}", "billing")}
 
     with app.sessions() as s:
         keys = sorted(s.scalars(select(MailboxCheckpoint.mailbox)))
