@@ -3,7 +3,8 @@
 from mailflow.classify.conditions import Facts
 from mailflow.classify.groups import Group, GroupsConfig, Objectives, load_groups
 from mailflow.classify.problems import Problem, RulesError
-from mailflow.classify.ruleset import Classification, RuleHit, RuleSet, load_rules
+from mailflow.classify.rulefile import load_rules
+from mailflow.classify.ruleset import Classification, RuleHit, RuleSet
 
 __all__ = [
     "Classification",

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 
 from mailflow.classify.problems import RulesError
-from mailflow.classify.ruleset import RuleSet, load_rules
+from mailflow.classify.rulefile import load_rules
+from mailflow.classify.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 
