@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.accounts import apply_context
 from mailflow.classify.problems import RulesError
-from mailflow.classify.ruleset import load_rules
+from mailflow.classify.rulefile import load_rules
 from mailflow.config import Settings
 from mailflow.digest import queries as q
 from mailflow.digest.daily import daily_counts
