@@ -14,27 +14,24 @@ the rest of the batch.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from mailflow.authorise import Writer as Author
 from mailflow.autoresponse import is_own
 from mailflow.classify import Classification
-from mailflow.classify.groups import GroupsConfig, frontline_only
 from mailflow.commands import parse_rating
 from mailflow.linking import (
     Action,
     LinkDecision,
     LinkFacts,
-    LinkPolicy,
     TicketFacts,
     decide,
     new_token,
 )
 from mailflow.parse import Incoming
 from mailflow.prepare import Prepared
-from mailflow.sla_policy import SlaConfig
 from mailflow.tickets import SYSTEM, EventKind, OutboxKind, Status, Writer
 from mailflow.tickets.effects import (
     AddMessage,
@@ -51,6 +48,7 @@ from mailflow.tickets.effects import (
     SkipAck,
     SuppressAddress,
 )
+from mailflow.tickets.inputs import IngestPolicy, SeverityPromise, Source, StoreFacts
 from mailflow.tickets.referral import (
     TierPolicy,
     at_intake,
@@ -61,7 +59,10 @@ from mailflow.tickets.referral import (
     writer_for,
 )
 from mailflow.tickets.sentfolder import staff_answer
-from mailflow.tickets.wording import business_words, human_duration, plain_subject
+from mailflow.tickets.wording import plain_subject
+
+__all__ = ["IngestPolicy", "MessageDecision", "SeverityPromise", "Source", "StoreFacts",
+           "decide_batch", "writer_of"]
 
 # The tag a rule sets on customer mail that asks for escalation (rules/classify.yaml).
 ESCALATION_REQUEST_TAG = "escalation-request"
@@ -69,70 +70,6 @@ ESCALATION_REQUEST_TAG = "escalation-request"
 # RFC 5321 caps a path at 256 octets: a longer "address" can receive no mail and is no
 # participant (the message's raw bytes and Cc list keep it).
 MAX_ADDRESS = 254
-
-
-@dataclass(frozen=True)
-class SeverityPromise:
-    label: str
-    first_response: str  # human: "4 hours"
-
-
-@dataclass(frozen=True)
-class IngestPolicy:
-    """The settings a decision depends on, as plain data."""
-
-    link: LinkPolicy
-    support_address: str
-    ack_limit: int  # acknowledgments per sender per hour
-    severities: Mapping[int, SeverityPromise]
-    max_attachment_size: int
-    # Staff addresses and their role (front line, tier group members).
-    staff: Mapping[str, Writer] = field(default_factory=dict)
-    # The tier groups of the rule set in force (referrals, who may act) and the help
-    # desk's time zone (mail commands' times, times shown in mail).
-    groups: GroupsConfig = field(default_factory=frontline_only)
-    tz: tzinfo = UTC
-    # The service levels in force (sla.yaml): what the acknowledgment promises comes
-    # from the same policy the clocks measure against. None: mailflow.yaml's severities.
-    sla: SlaConfig | None = None
-
-    def promise(self, cls: Classification, customer: str) -> str:
-        """The first response the acknowledgment promises, in words."""
-        fallback = self.severities[cls.severity].first_response
-        if self.sla is None:
-            return fallback
-        try:
-            p = self.sla.policy_for(cls.severity, cls.category, cls.owner_group or "frontline",
-                                    customer)
-        except LookupError:
-            return fallback
-        if p.first_response is None:
-            return fallback
-        if p.calendar.always_open:
-            return human_duration(p.first_response.business)
-        return business_words(p.first_response.text)
-
-
-@dataclass(frozen=True)
-class StoreFacts:
-    """What the store knows that the decision needs, gathered per batch in few queries."""
-
-    link: LinkFacts = field(default_factory=LinkFacts)
-    known_keys: frozenset[str] = frozenset()
-    # Acknowledgments queued per recipient in the last hour.
-    ack_counts: Mapping[str, int] = field(default_factory=dict)
-    suppressed: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the batch came from. UIDs up to ``backlog_until_uid`` were in the folder
-    before mailflow first looked at it: they become tickets without customer mail."""
-
-    mailbox: str | None = None
-    uidvalidity: int | None = None
-    backlog_until_uid: int = 0
-    role: str = "inbox"  # "sent": the shared mailbox's Sent folder (staff answers)
 
 
 @dataclass(frozen=True)
