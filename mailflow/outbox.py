@@ -29,12 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from mailflow.accounts import apply_context
 from mailflow.clock import Clock
-from mailflow.compose import Composer, Envelope
+from mailflow.compose import Composer
 from mailflow.config import Settings
 from mailflow.groupcommit import GroupCommit, relaxed_engine
-from mailflow.linking import reply_address
-from mailflow.originals import attach_originals
-from mailflow.renderpool import RenderPool
+from mailflow.renderpool import RenderPool, render  # noqa: F401 - mailflow outbox show renders
 from mailflow.smtp import DeliveryError, SmtpTransport
 from mailflow.store.db import session_factory, transaction
 from mailflow.store.models import OutboxRow, Suppression
@@ -107,34 +105,6 @@ def release(sessions: sessionmaker[Session], ids: list[int]) -> None:
             s.connection().execute(
                 update(table).where(table.c.id.in_(ids), table.c.status == SENDING)
                 .values(status=PENDING, lease_until=None, attempts=table.c.attempts - 1))
-
-
-def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime) -> bytes:
-    ctx: dict[str, Any] = dict(row.context)
-    reply_to = None
-    if row.ticket_id is not None and row.reply_token:
-        # The address of the ticket's own desk, as the writer put it in the context.
-        reply_to = ctx.get("reply_address") or reply_address(
-            settings.support_address, row.ticket_id, row.reply_token)
-    env = Envelope(
-        mail_from=row.mail_from,
-        from_name=settings.from_name,
-        to=row.recipient,
-        message_id=row.message_id,
-        date=now,
-        reply_to=reply_to,
-        in_reply_to=row.in_reply_to,
-        references=tuple(r for r in row.references or () if r),
-        auto_submitted=row.auto_submitted or "auto-replied",
-        extra_headers=(("X-Mailflow-Ticket", ctx.get("ticket", {}).get("ref", "")),)
-        if row.ticket_id is not None else (),
-    )
-    # The customer's originals for a tier group (referral, relay): message/rfc822 parts.
-    originals = ctx.pop("attach_raw", None) or ()
-    msg = composer.build(row.template, ctx, env)
-    attach_originals(msg, originals)
-    return msg.as_bytes()
-
 
 
 _Marks = GroupCommit[tuple[OutboxRow, str]]  # (row, the server's 250 line)
