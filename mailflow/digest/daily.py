@@ -10,7 +10,7 @@ those of :func:`mailflow.digest.metrics.counts`, one day at a time.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.orm import Session, aliased
@@ -36,6 +37,7 @@ from mailflow.digest.queries import (
     CLOCKS,
     CUSTOMER,
     ESCALATED,
+    OPENED,
     REOPENED,
     REQUESTED,
     RESPONSE_KINDS,
@@ -111,7 +113,8 @@ def daily_counts(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: 
     # Responses and resolutions together: "handled" is either, counted once a ticket.
     resp = select(_bucket(s, OutboxRow.sent_at, w, tz).label("b"),
                   OutboxRow.ticket_id.label("t"), literal(1).label("r")).where(
-        OutboxRow.kind.in_(RESPONSE_KINDS), OutboxRow.status == "sent",
+        # ``status || ''``: the days by ``sent_at`` (indexed), not every sent row.
+        OutboxRow.kind.in_(RESPONSE_KINDS), OutboxRow.status + "" == "sent",
         OutboxRow.ticket_id.is_not(None), _in(OutboxRow.sent_at, w))
     solved = select(_bucket(s, E.at, w, tz).label("b"), E.ticket_id.label("t"),
                     literal(0).label("r")).where(_in(E.at, w), _resolved())
@@ -158,4 +161,24 @@ def daily_counts(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: 
         vals = {k: g.get(k, 0) for k in Counts.__dataclass_fields__}
         vals["customer_messages"] += vals["opened"]  # the opening mail is one too
         out[d] = Counts(**vals)
+    return out
+
+
+def daily_rule_hits(s: Session, first: date, last: date, tz: ZoneInfo
+                    ) -> dict[date, Counter[str]]:
+    """Hits per rule in the ``opened`` events of each local day from ``first`` to
+    ``last`` (the JSON list of rules expanded in SQL, one scan)."""
+    w = Window(day_window(first, tz).start, day_window(last, tz).end)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    e = TicketEvent.__table__.alias("e")
+    if s.get_bind().dialect.name == "sqlite":
+        rules: Any = func.json_each(e.c.data, "$.rules").table_valued("value")
+    else:
+        rules = func.json_array_elements_text(e.c.data["rules"]).table_valued("value")
+    b = _bucket(s, e.c.at, w, tz).label("b")
+    q = (select(b, rules.c.value, func.count()).select_from(e).join(rules, true())
+         .where(e.c.kind == OPENED, _in(e.c.at, w)).group_by(b, rules.c.value))
+    out: dict[date, Counter[str]] = {d: Counter() for d in days}
+    for i, name, n in s.execute(q):
+        out[days[int(i)]][str(name)] += int(n)
     return out

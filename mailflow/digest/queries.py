@@ -284,3 +284,12 @@ def mail_health(s: Session, w: Window) -> MailHealth:
             select(MailboxCheckpoint.mailbox, MailboxCheckpoint.updated_at)
             .order_by(MailboxCheckpoint.mailbox))))
 
+
+
+def desks(s: Session, ids: set[int]) -> dict[int, str]:
+    """The desk of each of ``ids`` not on the main mailbox (how the digest names them)."""
+    out: dict[int, str] = {}
+    for chunk in chunks(sorted(ids)):
+        out.update({i: d for i, d in s.execute(select(Ticket.id, Ticket.desk).where(
+            Ticket.id.in_(chunk), Ticket.desk.is_not(None))) if d is not None})
+    return out

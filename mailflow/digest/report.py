@@ -8,7 +8,7 @@ lines a manager should not miss.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -49,6 +49,8 @@ class Params:
     known_rules: Sequence[str] = ()
     tz: str = "UTC"
     prefix: str = "SUP"
+    # How a ticket is named, by its desk (mailflow.accounts.ticket_ref); None: ``prefix``.
+    ref: Callable[[int, str | None], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Inputs:
     month_hits: Mapping[str, int]
     health: MailHealth
     has_clocks: bool = True
+    # The desk of each ticket the digest may name that is not on the main mailbox.
+    desks: Mapping[int, str] = field(default_factory=dict)
 
 
 def duration(td: timedelta | None) -> str:
@@ -121,7 +125,8 @@ def context(i: Inputs, p: Params) -> dict[str, Any]:
     tz = ZoneInfo(p.tz)
 
     def ref(t: int) -> str:
-        return f"{p.prefix}-{t}"
+        desk = i.desks.get(t)
+        return p.ref(t, desk) if p.ref else f"{p.prefix}-{t}"
 
     def local(t: datetime | None) -> str:
         return "-" if t is None else t.astimezone(tz).strftime("%Y-%m-%d %H:%M")

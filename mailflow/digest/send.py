@@ -11,22 +11,26 @@ again fail on that key, each recipient in its own transaction, and move on.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailflow.accounts import apply_context
+from mailflow.accounts import apply_context, ticket_ref
 from mailflow.classify.problems import RulesError
 from mailflow.classify.rulefile import load_rules
 from mailflow.config import Settings
 from mailflow.digest import queries as q
-from mailflow.digest.daily import daily_counts
+from mailflow.digest import stored
 from mailflow.digest.metrics import sum_counts
 from mailflow.digest.records import Window, day_window
 from mailflow.digest.report import Inputs, Params, context
+from mailflow.digest.stored import Month
 from mailflow.store.models import OutboxRow
 from mailflow.tickets import OutboxKind
 from mailflow.tickets.apply import apply
@@ -55,37 +59,57 @@ def params(settings: Settings) -> Params:
                   targets={k: v.first_response for k, v in settings.severities.items()},
                   labels={k: v.label for k, v in settings.severities.items()},
                   accept_within=accept, known_rules=known, tz=settings.timezone,
-                  prefix=settings.ticket_prefix)
+                  prefix=settings.ticket_prefix, ref=partial(ticket_ref, settings))
 
 
-def collect(s: Session, day: date, p: Params, now: datetime) -> Inputs:
-    """One day's inputs: the day's tickets as records, everything else aggregated."""
-    from zoneinfo import ZoneInfo
-
+def read(s: Session, day: date, p: Params, now: datetime) -> tuple[Inputs, Month]:
+    """One day's inputs: the day's tickets as records, everything else aggregated; the
+    earlier days from their stored figures where those still hold (:mod:`.stored`)."""
     tz = ZoneInfo(p.tz)
     q.for_large_reads(s)
     w = day_window(day, tz)
-    daily = daily_counts(s, day - timedelta(days=30), day, tz, p.fcr_window, p.early)
+    daily = stored.month(s, day - timedelta(days=30), day, tz, p.fcr_window, p.early, now)
     esc_w = Window(day_window(day - timedelta(days=29), tz).start, w.end)
-    return Inputs(
+    month_hits = sum((daily.hits[day - timedelta(days=i)] for i in range(30)), Counter[str]())
+    tickets = tuple(q.records(s, q.touched(s, w)))
+    backlog = q.backlog(s, min(w.end, now))
+    clocks, referrals = tuple(q.clocks(s, w)), tuple(q.referrals(s, w))
+    # The tickets the digest may name: the oldest open, breaches, missing ETAs, low
+    # ratings. Only those not on the main mailbox need their desk's prefix.
+    named = {t for t, *_ in backlog.oldest}
+    named |= {c.ticket for c in clocks if c.state == "breached"}
+    named |= {r.ticket for r in referrals if r.ended_at is None}
+    named |= {t.id for t in tickets if any(v <= 2 for _, v in t.ratings)}
+    inputs = Inputs(
         day=day, window=w, now=now,
-        counts=daily[day],
-        week=sum_counts(daily[day - timedelta(days=i)] for i in range(1, 8)),
-        month=sum_counts(daily[day - timedelta(days=i)] for i in range(1, 31)),
-        tickets=tuple(q.records(s, q.touched(s, w))),
-        backlog=q.backlog(s, min(w.end, now)),
+        counts=daily.counts[day],
+        week=sum_counts(daily.counts[day - timedelta(days=i)] for i in range(1, 8)),
+        month=sum_counts(daily.counts[day - timedelta(days=i)] for i in range(1, 31)),
+        tickets=tickets, backlog=backlog,
         escalations=tuple(q.escalation_rows(s, esc_w)),
-        clocks=tuple(q.clocks(s, w)), referrals=tuple(q.referrals(s, w)),
-        day_hits=q.rule_hits(s, w), month_hits=q.rule_hits(s, esc_w),
-        health=q.mail_health(s, w), has_clocks=q.has_clocks(s))
+        clocks=clocks, referrals=referrals,
+        day_hits=daily.hits[day], month_hits=month_hits,
+        health=q.mail_health(s, w), has_clocks=q.has_clocks(s),
+        desks=q.desks(s, named))
+    return inputs, daily
+
+
+def collect(sessions: sessionmaker[Session], day: date, p: Params, now: datetime
+            ) -> Inputs:
+    """:func:`read`, then the closed days' figures stored for the next digest (in a
+    transaction of its own, after the reads: a failure there costs only time)."""
+    with sessions() as s:
+        inputs, daily = read(s, day, p, now)
+    stored.save(sessions, stored.basis(p.tz, p.fcr_window, p.early), daily.save)
+    return inputs
 
 
 def digest_context(sessions: sessionmaker[Session], settings: Settings, day: date,
                    now: datetime) -> dict[str, Any]:
-    """The template context of ``day``'s digest (read-only; what ``--print`` shows)."""
+    """The template context of ``day``'s digest (what ``--print`` shows; it reads, and
+    stores only the derived figures of closed days)."""
     p = params(settings)
-    with sessions() as s:
-        return context(collect(s, day, p, now), p)
+    return context(collect(sessions, day, p, now), p)
 
 
 def queue_digest(sessions: sessionmaker[Session], settings: Settings, day: date,
