@@ -27,6 +27,7 @@ more than ``late_after`` ago (downtime) is returned marked ``late`` rather than 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -131,7 +132,11 @@ def step_moment(step: Step, clock: ClockState) -> datetime | None:
     """When ``step`` is due for ``clock``: the instant the clock has used its target plus
     the offset, in its calendar's business time and minus its pauses; None while that
     lies beyond a pause that has not ended."""
-    return instant_at(clock, step.at.amount(clock.target.business))
+    amount = step.at.amount(clock.target.business)
+    if amount == clock.target.business and clock.stopped is None:
+        # A step at the due time (``at: 0``): the clock walked that out already.
+        return clock.due
+    return instant_at(clock, amount)
 
 
 def held(tc: TicketClocks, now: datetime) -> str | None:
@@ -145,11 +150,13 @@ def held(tc: TicketClocks, now: datetime) -> str | None:
     return None
 
 
+_Candidate = tuple[datetime, int, StepKey, Step, ClockState]
+
+
 def _candidates(config: EscalationConfig, tc: TicketClocks, fired: Collection[StepKey],
-                now: datetime, due_now: bool) -> list[tuple[datetime, int, StepKey, Step,
-                                                              ClockState]]:
+                now: datetime, due_now: bool) -> list[_Candidate]:
     """Unfired steps of running clocks with their moments, in order: with ``due_now``
-    those due at ``now``, else the first one of each clock still to come (or due)."""
+    those due at ``now``, else also the first one of each clock still to come."""
     # A clock measured at ``now`` says by its consumed time alone whether a step's moment
     # has passed, so only the moments that matter are walked out in the calendar.
     exact = tc.evaluated_at == now
@@ -177,6 +184,35 @@ def _candidates(config: EscalationConfig, tc: TicketClocks, fired: Collection[St
     return sorted(out, key=lambda c: (c[0], c[1]))
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """What the scheduler does with a ticket now: the steps to fire, and when to look
+    at it again for escalation once they have fired (None: a new fact will wake it)."""
+
+    due: tuple[DueStep, ...]
+    next_at: datetime | None
+
+
+def plan_steps(config: EscalationConfig, tc: TicketClocks, fired: Collection[StepKey],
+               now: datetime) -> StepPlan:
+    """``due_steps`` and the next step time after them, from one list of candidates:
+    the calendar walk for a step's moment is the expensive part, done once per step."""
+    if tc.resolved or tc.waiting:
+        return StepPlan((), None)
+    found = _candidates(config, tc, fired, now, False)
+    snoozed = tc.snoozed_until is not None and tc.snoozed_until > now
+    due = () if snoozed else tuple(_due(config, tc, [c for c in found if c[0] <= now], now))
+    # The steps that fire now are fired by the time the next one is looked for.
+    rest = found if snoozed else [c for c in found if c[0] > now]
+    if not rest:
+        return StepPlan(due, None)
+    first = max(rest[0][0], now)
+    if snoozed:
+        assert tc.snoozed_until is not None
+        first = max(first, tc.snoozed_until)
+    return StepPlan(due, first)
+
+
 def due_steps(config: EscalationConfig, tc: TicketClocks, fired: Collection[StepKey],
               now: datetime) -> list[DueStep]:
     """The steps of the ticket's chain (by category) that are due at ``now`` and not in
@@ -184,9 +220,14 @@ def due_steps(config: EscalationConfig, tc: TicketClocks, fired: Collection[Step
     ``tc`` is best computed for the same ``now`` (it is then cheaper)."""
     if held(tc, now) is not None:
         return []
+    return _due(config, tc, _candidates(config, tc, fired, now, True), now)
+
+
+def _due(config: EscalationConfig, tc: TicketClocks, candidates: list[_Candidate],
+         now: datetime) -> list[DueStep]:
     snooze_end = tc.last_snooze[1] if tc.last_snooze else None
     out = []
-    for moment, _i, key, step, clock in _candidates(config, tc, fired, now, True):
+    for moment, _i, key, step, clock in candidates:
         # It could not fire before its clock got its target, nor while snoozed.
         could_fire = max(moment, clock.targeted_at)
         if snooze_end is not None and tc.last_snooze and tc.last_snooze[0] <= could_fire \
@@ -204,7 +245,9 @@ def due_steps(config: EscalationConfig, tc: TicketClocks, fired: Collection[Step
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def _when(at: datetime, zone: tzinfo) -> str:
+    # Memoised: a tick names the same few due times for every ticket opened together.
     return f"{at.astimezone(zone):%Y-%m-%d %H:%M %Z}"
 
 

@@ -33,7 +33,7 @@ from mailflow.accounts import apply_context
 from mailflow.classify.groups import GroupsConfig
 from mailflow.config import Settings
 from mailflow.escalation import StepContext, request_effects, step_effects
-from mailflow.escalation_chain import EscalationConfig, StepKey, due_steps
+from mailflow.escalation_chain import StepKey, plan_steps
 from mailflow.linking import new_token
 from mailflow.policies import Policies, PoliciesHolder
 from mailflow.sla_history import CLOCK_EVENTS, EventRow, facts_of
@@ -132,8 +132,11 @@ class Scheduler:
             done = fired.get(r.id, set())
             changed = False
             ctx = StepContext(t, r.created_at, tc, pol.groups, pol.escalation, tier, now)
-            for due in due_steps(pol.escalation, tc, done, now):
-                fx = step_effects(due, ctx, self.token())
+            plan = plan_steps(pol.escalation, tc, done, now)
+            for due in plan.due:
+                # A new referral's token: only a step that refers needs one.
+                refers = any(a.kind == "refer-fallback" for a in due.step.actions)
+                fx = step_effects(due, ctx, self.token() if refers else "")
                 effects += fx
                 done.add(due.key)
                 steps.append({"ticket_id": r.id, "chain": due.key.chain,
@@ -156,7 +159,7 @@ class Scheduler:
                 log.info("ticket %s: escalation request by the customer handled", r.id)
             clocks += _clock_rows(r.id, tc)
             next_due.append({"tid": r.id, "due": now if changed
-                             else _next_due(pol.escalation, tc, done, now)})
+                             else _next_due(plan.next_at, tc, now)})
         effects += [Schedule(d["tid"], d["due"]) for d in next_due]
         applied = apply(s, effects, apply_context(self.settings, now))
         insert_ignore(s, EscalationStep, steps)
@@ -166,16 +169,14 @@ class Scheduler:
         return applied.queued
 
 
-def _next_due(esc: EscalationConfig, tc: TicketClocks, fired: set[StepKey],
-              now: datetime) -> datetime | None:
+def _next_due(next_step: datetime | None, tc: TicketClocks, now: datetime
+              ) -> datetime | None:
     """The next escalation step, or the next moment a clock is breached (so the stored
     clocks say so), whichever comes first."""
-    from mailflow.escalation_chain import next_step_time
-
-    candidates = [next_step_time(esc, tc, fired, now)]
-    candidates += [c.due for c in tc.clocks
-                   if c.stopped is None and c.due is not None and c.due > now]
-    found = [c for c in candidates if c is not None]
+    found = [c.due for c in tc.clocks
+             if c.stopped is None and c.due is not None and c.due > now]
+    if next_step is not None:
+        found.append(next_step)
     return min(found) if found else None
 
 

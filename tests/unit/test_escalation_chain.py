@@ -20,6 +20,7 @@ from mailflow.escalation_chain import (
     load_escalation,
     next_step_time,
     parse_offset,
+    plan_steps,
 )
 from mailflow.sla_policy import SlaConfig, load_sla
 from mailflow.slaclock import (
@@ -259,3 +260,33 @@ def test_clocks_measured_at_another_time_give_the_same_steps(sla: SlaConfig,
         other = replace(tc, evaluated_at=None)
         assert due_steps(chains, tc, (), now) == due_steps(chains, other, (), now), hours
         assert next_step_time(chains, tc, (), now) == next_step_time(chains, other, (), now)
+
+
+HISTORIES: list[tuple[Fact, ...]] = [
+    (),
+    (StatusChanged(at(2026, 3, 6, 16), "waiting-on-customer"), CustomerWrote(at(2026, 3, 9, 10))),
+    (StatusChanged(at(2026, 3, 6, 16), "waiting-on-customer"),),
+    (Snoozed(at(2026, 3, 6, 16), at(2026, 3, 9, 14), "vendor"),),
+    (SeverityChanged(at(2026, 3, 9, 10), 1),),
+    (Responded(at(2026, 3, 9, 9)),),
+    (StatusChanged(at(2026, 3, 9, 8, 30), "resolved"),),
+]
+
+
+@pytest.mark.parametrize("facts", HISTORIES)
+def test_plan_is_due_steps_then_the_next_step_time(sla: SlaConfig, chains: EscalationConfig,
+                                                   facts: tuple[Fact, ...]) -> None:
+    """The scheduler's one pass gives what due_steps and next_step_time give, the latter
+    asked once the due steps have fired (each hour over five days, and with some steps
+    already fired)."""
+    now = at(2026, 3, 6, 15)
+    fired: set[StepKey] = set()
+    while now < at(2026, 3, 11, 15):
+        tc = clocks(sla, now, *[f for f in facts if f.at <= now])
+        plan = plan_steps(chains, tc, fired, now)
+        due = due_steps(chains, tc, fired, now)
+        assert list(plan.due) == due
+        assert plan.next_at == next_step_time(chains, tc, fired | {d.key for d in due}, now)
+        if now.hour % 2:  # fire them on odd hours only: unfired due steps wait
+            fired |= {d.key for d in due}
+        now += H
