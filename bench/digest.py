@@ -159,7 +159,7 @@ def _load() -> str:
 
 
 def _time(sessions: sessionmaker[Session], p: Params, now: datetime, composer: Composer,
-          label: str) -> tuple[float, float, int]:
+          label: str) -> tuple[float, float, int, int]:
     """One digest of DAY as the daemon makes it: the reads, storing the closed days'
     figures, the template context and both parts rendered."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -172,10 +172,10 @@ def _time(sessions: sessionmaker[Session], p: Params, now: datetime, composer: C
     # CPU time too: on a shared machine the wall time includes waiting for a core.
     print(f"{label}: {t2 - t0:.2f}s wall, {c2 - c0:.2f}s CPU (queries and storing "
           f"{t1 - t0:.2f}s, compute and render {t2 - t1:.2f}s); {len(month.counted)} of "
-          f"31 days counted; {len(inputs.tickets):,} tickets touched on the day; "
-          f"{_load()}", file=sys.stderr)
+          f"31 days counted, {len(month.cohorts)} more for their opened tickets only; "
+          f"{len(inputs.tickets):,} tickets touched on the day; {_load()}", file=sys.stderr)
     assert inputs.month.opened > 0
-    return t2 - t0, c2 - c0, len(month.counted)
+    return t2 - t0, c2 - c0, len(month.counted), len(month.cohorts)
 
 
 def main() -> None:
@@ -228,7 +228,8 @@ def main() -> None:
         steady.append(_time(sessions, p, now, composer, "steady"))
     c, w = min(cold, key=lambda x: x[1]), min(steady, key=lambda x: x[1])
     print(f"tickets={args.tickets} cold: {c[0]:.2f}s wall {c[1]:.2f}s CPU; steady: "
-          f"{w[0]:.2f}s wall {w[1]:.2f}s CPU, {w[2]} of 31 days counted; {_load()}")
+          f"{w[0]:.2f}s wall {w[1]:.2f}s CPU, {w[2]} of 31 days counted, {w[3]} for their "
+          f"opened tickets only; {_load()}")
 
 
 if __name__ == "__main__":

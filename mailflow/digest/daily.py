@@ -83,8 +83,11 @@ def _bucket(s: Session, col: Any, w: Window, tz: ZoneInfo) -> ColumnElement[int]
 
 
 def daily_counts(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: timedelta,
-                 early: timedelta) -> dict[date, Counts]:
-    """:class:`Counts` for each local day from ``first`` to ``last``, inclusive."""
+                 early: timedelta, cohort_only: bool = False) -> dict[date, Counts]:
+    """:class:`Counts` for each local day from ``first`` to ``last``, inclusive.
+    ``cohort_only``: only what depends on the tickets opened on each day (``opened``,
+    ``first_resolved``, ``first_contact``; the rest 0): all that can change for a
+    stored day when only tickets opened on it changed since (:mod:`.stored`)."""
     w = Window(day_window(first, tz).start, day_window(last, tz).end)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     got: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -109,6 +112,9 @@ def daily_counts(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: 
                 func.sum(case((fcr, 1), else_=0)))
          .where(_in(t.created_at, w)).group_by(b),
          "opened", "first_resolved", "first_contact")
+    if cohort_only:
+        return {d: Counts(**{k: got.get(i, {}).get(k, 0) for k in (
+            "opened", "first_resolved", "first_contact")}) for i, d in enumerate(days)}
 
     # Responses and resolutions together: "handled" is either, counted once a ticket.
     resp = select(_bucket(s, OutboxRow.sent_at, w, tz).label("b"),

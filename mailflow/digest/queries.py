@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     column,
     func,
     inspect,
@@ -191,21 +192,20 @@ def _record(t: Any, evs: list[Any], sent: list[datetime], refs: list[datetime]
 
 
 def backlog(s: Session, as_of: datetime, oldest: int = 5) -> Backlog:
-    """Open tickets by age band and severity, GROUP BY in SQL."""
+    """Open tickets by age band and severity, GROUP BY in SQL (one pass over the open
+    tickets: the band is a CASE on the age)."""
     open_ = and_(Ticket.status.in_(OPEN), Ticket.created_at < as_of)
     bands: dict[str, dict[int, int]] = {name: {} for name, _ in AGE_BANDS}
+    names = [name for name, _ in AGE_BANDS]
+    band = case(*((Ticket.created_at > as_of - limit, i)
+                  for i, (_, limit) in enumerate(AGE_BANDS) if limit is not None),
+                else_=len(AGE_BANDS) - 1).label("band")
     total = 0
-    lower = as_of
-    for name, limit in AGE_BANDS:
-        cond = [open_, Ticket.created_at <= lower]
-        if limit is not None:
-            cond.append(Ticket.created_at > as_of - limit)
-        for sev, k in s.execute(select(Ticket.severity, func.count()).where(*cond)
-                                .group_by(Ticket.severity).order_by(Ticket.severity)):
-            bands[name][sev] = k
-            total += k
-        if limit is not None:
-            lower = as_of - limit
+    for i, sev, k in s.execute(select(band, Ticket.severity, func.count()).where(open_)
+                               .group_by(band, Ticket.severity)
+                               .order_by(band, Ticket.severity)):
+        bands[names[int(i)]][sev] = k
+        total += k
     rows = s.execute(select(Ticket.id, Ticket.created_at, Ticket.severity, Ticket.owner_group)
                      .where(open_).order_by(Ticket.created_at, Ticket.id).limit(oldest))
     return Backlog(total, bands, tuple((r[0], r[1], r[2], r[3]) for r in rows))

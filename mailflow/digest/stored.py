@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -71,6 +71,7 @@ class Month:
     hits: dict[date, Counter[str]]
     save: list[DayFigures]
     counted: list[date]  # the days counted afresh now (the rest came from stored rows)
+    cohorts: list[date]  # stored days whose opened tickets' counts were counted again
 
 
 def basis(tz: str, fcr_window: timedelta, early: timedelta) -> str:
@@ -92,6 +93,14 @@ def from_json(d: Mapping[str, object]) -> Counts:
 def stale(stored: Mapping[date, DayFigures], newest: Mapping[date, int]) -> set[date]:
     """The stored days that an event written since their row is about."""
     return {d for d, f in stored.items() if newest.get(d, 0) > f.events_upto}
+
+
+def with_cohort(old: Counts, new: Counts) -> Counts:
+    """A stored day's counts with its cohort counted again (``new``): the opening mails
+    are customer messages too, the rest of the day is as stored."""
+    return replace(old, opened=new.opened, first_resolved=new.first_resolved,
+                   first_contact=new.first_contact,
+                   customer_messages=old.customer_messages - old.opened + new.opened)
 
 
 def runs(days: Iterable[date]) -> list[tuple[date, date]]:
@@ -132,12 +141,14 @@ def newest_event(s: Session) -> int:
     return int(s.scalar(select(func.max(TicketEvent.id))) or 0)
 
 
-def touched_days(s: Session, since: int, w: Window, tz: ZoneInfo) -> dict[int, int]:
-    """For each day of ``w`` (numbered from 0), the newest event after ``since`` that is
-    about it (happened on it) or about a ticket opened on it that may change the FCR
-    figures. Both read the ids after ``since`` only (a day of events, by primary key)."""
+def touched_days(s: Session, since: int, w: Window, tz: ZoneInfo
+                 ) -> tuple[dict[int, int], dict[int, int]]:
+    """For each day of ``w`` (numbered from 0), the newest event after ``since`` that
+    happened on it, and the newest that is about a ticket opened on it and may change
+    its cohort's counts. Both read the ids after ``since`` only (a day of events, by
+    primary key)."""
     E = TicketEvent
-    out: dict[int, int] = {}
+    out: tuple[dict[int, int], dict[int, int]] = ({}, {})
     b = _bucket(s, E.at, w, tz).label("b")
     q1 = select(b, func.max(E.id)).where(E.id > since, _in(E.at, w)).group_by(b)
     # SQLite must walk the new ids and look their tickets up, not every cohort event by
@@ -148,9 +159,8 @@ def touched_days(s: Session, since: int, w: Window, tz: ZoneInfo) -> dict[int, i
     q2 = (select(b2, func.max(E.id)).join(Ticket, Ticket.id == E.ticket_id)
           .where(E.id > since, (E.kind + "").in_(COHORT), _in(created, w))
           .group_by(b2))
-    for q in (q1, q2):
-        for i, top in s.execute(q):
-            out[int(i)] = max(out.get(int(i), 0), int(top))
+    for q, got in zip((q1, q2), out, strict=True):
+        got.update({int(i): int(top) for i, top in s.execute(q)})
     return out
 
 
@@ -162,10 +172,13 @@ def month(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: timedel
     newest = newest_event(s)  # before anything is read: later events are checked next time
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     stored = load(s, first, last, key)
+    cohorts: set[date] = set()
     if stored:
         w = Window(day_window(first, tz).start, day_window(last, tz).end)
-        touched = touched_days(s, min(f.events_upto for f in stored.values()), w, tz)
-        bad = stale(stored, {days[i]: top for i, top in touched.items()})
+        on_day, opened_on = touched_days(
+            s, min(f.events_upto for f in stored.values()), w, tz)
+        bad = stale(stored, {days[i]: top for i, top in on_day.items()})
+        cohorts = stale(stored, {days[i]: top for i, top in opened_on.items()}) - bad
         stored = {d: f for d, f in stored.items() if d not in bad}
     counts = {d: f.counts for d, f in stored.items()}
     hits = {d: Counter(f.hits) for d, f in stored.items()}
@@ -173,11 +186,14 @@ def month(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: timedel
     for a, b in runs(todo):
         counts.update(daily_counts(s, a, b, tz, fcr_window, early))
         hits.update(daily_rule_hits(s, a, b, tz))
+    for a, b in runs(cohorts):
+        for d, c in daily_counts(s, a, b, tz, fcr_window, early, cohort_only=True).items():
+            counts[d] = with_cohort(counts[d], c)
     upto = horizon(stored.values(), newest, now, s.get_bind().dialect.name == "sqlite")
     save = [DayFigures(d, counts[d], hits[d],
                        max(upto, stored[d].events_upto) if d in stored else upto,
                        newest, now) for d in days if settled(d, tz, now)]
-    return Month(counts, hits, save, todo)
+    return Month(counts, hits, save, todo, sorted(cohorts))
 
 
 def save(sessions: sessionmaker[Session], key: str, rows: list[DayFigures]) -> None:
