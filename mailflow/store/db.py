@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -51,7 +56,8 @@ def insert_many(session: Session, model: type[Any], rows: Sequence[dict[str, Any
 
     The ORM's bulk path costs two to three times as much per row (measured on ingest:
     16 vs 7 us per event row) for bookkeeping these append-only rows never need. Core
-    executemany wants one key set per statement, so rows are grouped by theirs.
+    executemany wants one key set per statement, so rows are grouped by theirs. On
+    SQLite the rows go to the driver directly (``_direct``).
     """
     if not rows:
         return
@@ -60,8 +66,9 @@ def insert_many(session: Session, model: type[Any], rows: Sequence[dict[str, Any
         groups.setdefault(tuple(row), []).append(row)
     conn = session.connection()
     table = model.__table__
-    for group in groups.values():
-        conn.execute(table.insert(), group)
+    for keys, group in groups.items():
+        if not _direct(conn, table, keys, group):
+            conn.execute(table.insert(), group)
 
 
 def insert_ignore(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
@@ -74,8 +81,83 @@ def insert_ignore(session: Session, model: type[Any], rows: Sequence[dict[str, A
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
+        keys = tuple(rows[0])
+        if all(tuple(r) == keys for r in rows) and _direct(conn, table, keys, rows,
+                                                          " ON CONFLICT DO NOTHING"):
+            return
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     conn.execute(dialect_insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def _direct(conn: Connection, table: Table, keys: tuple[str, ...],
+            rows: Sequence[dict[str, Any]], suffix: str = "") -> bool:
+    """SQLite: one executemany of plain tuples on the driver, the values converted by
+    the columns' own bind processors (the very functions SQLAlchemy would call) and each
+    distinct timestamp converted once. SQLAlchemy's per-row parameter handling costs
+    more than SQLite's insert itself for the scheduler's and ingest's many small rows.
+    False (nothing done) where that would not be the same INSERT: another database, or
+    a column left out whose default is not a plain value."""
+    if conn.dialect.name != "sqlite":
+        return False
+    plan = _insert_plan(conn.dialect, table, keys, suffix)
+    if plan is None:
+        return False
+    sql, procs, extra = plan
+    columns: list[Iterable[Any]] = []
+    for key, (proc, by_value) in zip(keys, procs, strict=True):
+        values = list(map(itemgetter(key), rows))
+        if proc is not None and by_value:
+            # Timestamps: most rows of a batch share a few ("now"), each converted once.
+            converted = {v: proc(v) for v in set(values)}
+            values = list(map(converted.__getitem__, values))
+        elif proc is not None:
+            values = list(map(proc, values))
+        columns.append(values)
+    columns += [repeat(v) for v in extra]
+    conn.exec_driver_sql(sql, list(zip(*columns, strict=False)))  # repeat() is endless
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_plan(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str
+                 ) -> tuple[str, list[tuple[Any, bool]], tuple[Any, ...]] | None:
+    """The statement, each key's bind processor (and whether it converts timestamps),
+    and the plain defaults of the columns the rows leave out (None: not a plain
+    insert)."""
+    if dialect.paramstyle != "qmark":
+        return None
+    procs = []
+    for k in keys:
+        col = table.c[k]
+        procs.append((col.type.dialect_impl(dialect).bind_processor(dialect),
+                      _python_type(col) is datetime))
+    names = list(keys)
+    extra = []
+    for col in table.c:
+        if col.key in keys:
+            continue
+        if col.server_default is not None:
+            return None
+        if col.default is None:
+            continue  # NULL, or the next id
+        if not isinstance(col.default, ScalarElementColumnDefault):
+            return None  # a callable (default=list): SQLAlchemy calls it per row
+        value = col.default.arg
+        proc = col.type.dialect_impl(dialect).bind_processor(dialect)
+        names.append(col.key)
+        extra.append(proc(value) if proc is not None else value)
+    prep = dialect.identifier_preparer
+    cols = ", ".join(prep.quote(table.c[n].name) for n in names)
+    marks = ", ".join("?" for _ in names)
+    return (f"INSERT INTO {prep.format_table(table)} ({cols}) VALUES ({marks}){suffix}",
+            procs, tuple(extra))
+
+
+def _python_type(col: Any) -> Any:
+    try:
+        return col.type.python_type
+    except NotImplementedError:
+        return None
 
 
 def chunks(items: Sequence[Any], n: int = 500) -> Iterable[Sequence[Any]]:

@@ -1,0 +1,60 @@
+"""insert_many's direct SQLite path writes exactly what SQLAlchemy's executemany writes:
+the same converted timestamps, JSON (None as JSON null), booleans and column defaults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from mailflow.store.db import insert_ignore, insert_many, make_engine, session_factory
+from mailflow.store.models import Base, EscalationStep, OutboxRow, Ticket, TicketEvent
+
+NOW = datetime(2026, 11, 25, 15, 0, 0, 123456, tzinfo=UTC)
+
+
+def _tickets() -> list[dict[str, Any]]:
+    return [{"id": i, "subject": f"s{i}", "requester": "a@x.test", "status": "open",
+             "severity": 3, "category": "technical", "owner_group": None, "tags": [],
+             "reply_token": f"tok{i:09d}", "created_at": NOW - timedelta(days=i),
+             "updated_at": NOW} for i in (1, 2)]  # reopen_count left to its default
+
+
+def _rows() -> list[tuple[type[Any], list[dict[str, Any]]]]:
+    events = [{"ticket_id": 1 + i % 2, "kind": "note", "at": NOW + timedelta(seconds=i % 3),
+               "actor": "me", "summary": "", "data": {"i": i, "none": None, "ü": "ß"}}
+              for i in range(7)]
+    outbox = [{"ticket_id": 1, "kind": "notice", "dedupe_key": None, "mail_from": "s@x.test",
+               "recipient": "r@x.test", "message_id": f"m{i}@x", "template": "t",
+               "context": {"a": [1, 2.5, None]}, "status": "pending", "attempts": 0,
+               "next_attempt_at": NOW, "created_at": NOW, "reply_token": None,
+               "in_reply_to": None, "references": [], "auto_submitted": "auto-generated"}
+              for i in range(3)]
+    return [(Ticket, _tickets()), (TicketEvent, events), (OutboxRow, outbox)]
+
+
+def _dump(url: str, direct: bool) -> list[list[tuple[Any, ...]]]:
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    with session_factory(engine)() as s, s.begin():
+        for model, rows in _rows():
+            if direct:
+                insert_many(s, model, rows)
+            else:
+                s.connection().execute(model.__table__.insert(), rows)
+        steps = [{"ticket_id": 1, "chain": "c", "step": "s", "clock": "k", "episode": 0,
+                  "fired_at": NOW, "late": True}]
+        insert_ignore(s, EscalationStep, steps)
+        insert_ignore(s, EscalationStep, [dict(steps[0], late=False)])  # kept: first wins
+    with engine.connect() as c:
+        out = [[tuple(r) for r in c.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2")]
+               for t in ("tickets", "ticket_events", "outbox", "escalation_steps")]
+        assert c.scalar(select(EscalationStep.late)) is True
+    engine.dispose()
+    return out
+
+
+def test_direct_path_writes_what_sqlalchemy_writes(tmp_path: Any) -> None:
+    assert _dump(f"sqlite:///{tmp_path / 'a.db'}", True) \
+        == _dump(f"sqlite:///{tmp_path / 'b.db'}", False)
