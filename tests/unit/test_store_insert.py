@@ -25,7 +25,8 @@ def _rows() -> list[tuple[type[Any], list[dict[str, Any]]]]:
     events = [{"ticket_id": 1 + i % 2, "kind": "note", "at": NOW + timedelta(seconds=i % 3),
                "actor": "me", "summary": "", "data": {"i": i, "none": None, "ü": "ß"}}
               for i in range(7)]
-    outbox = [{"ticket_id": 1, "kind": "notice", "dedupe_key": None, "mail_from": "s@x.test",
+    outbox: list[dict[str, Any]] = [
+              {"ticket_id": 1, "kind": "notice", "dedupe_key": None, "mail_from": "s@x.test",
                "recipient": "r@x.test", "message_id": f"m{i}@x", "template": "t",
                "context": {"a": [1, 2.5, None]}, "status": "pending", "attempts": 0,
                "next_attempt_at": NOW, "created_at": NOW, "reply_token": None,
