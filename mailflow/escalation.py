@@ -11,6 +11,7 @@ so a step fires once per ticket and clock episode, also across restarts and work
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from mailflow.slaclock import TicketClocks
 from mailflow.tickets import EventKind, OutboxKind
 from mailflow.tickets.effects import Effect, MailRequest, Note, QueueMail, SetSeverity
 from mailflow.tickets.referral import TierPolicy, group_ctx, refer, referable, ticket_ctx
+from mailflow.timewords import format_when
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,35 @@ class StepContext:
     tier: TierPolicy
     now: datetime
 
+    # Computed once per ticket, not once per step: a tick fires thousands of steps.
+    @functools.cached_property
+    def owner(self) -> Group:
+        return self.groups.get(self.ticket.owner_group) or self.groups.frontline
+
+    @functools.cached_property
+    def mail_context(self) -> dict[str, Any]:
+        """What every step's mail says about the ticket; each mail adds its own keys
+        to a copy (nothing changes these shared values)."""
+        return {"subject": self.ticket.subject, "ticket": ticket_ctx(self.ticket, self.tier),
+                "owner": group_ctx(self.owner),
+                "support_address": self.tier.support_address}
+
+    def when(self, at: datetime | None) -> str | None:
+        """``tier.when``, memoised: the same few due times recur in every step."""
+        return _when(at, self.tier.tz_name) if at is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _when(at: datetime, tz_name: str) -> str:
+    return format_when(at, tz_name)
+
 
 def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
     """The effects of one due step. ``token`` is used only by a referral to the fallback
     (a new referral needs its own unguessable token; the caller makes it)."""
     t = c.ticket
     clock = c.clocks.clock(due.key.clock)
-    owner = c.groups.get(t.owner_group) or c.groups.frontline
+    owner = c.owner
     frontline = c.groups.frontline
     leader = owner.leader or frontline.leader
     fx: list[Effect] = [Note(
@@ -52,14 +76,13 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
               "age_seconds": int((c.now - c.created_at).total_seconds()),
               "moment": due.moment.isoformat(), "reason": due.reason})]
     context: dict[str, Any] = {
-        "subject": t.subject, "ticket": ticket_ctx(t, c.tier),
+        **c.mail_context,
         "step": {"name": due.step.name, "description": due.step.description,
                  "reason": due.reason, "late": due.late, "chain": due.key.chain},
         "clock": {"kind": due.key.clock.replace("_", " "),
-                  "due": c.tier.when(clock.due) if clock and clock.due else None,
+                  "due": c.when(clock.due) if clock and clock.due else None,
                   "target": clock.target.text if clock else None,
                   "policy": clock.policy if clock else None},
-        "owner": group_ctx(owner), "support_address": c.tier.support_address,
     }
     key = f"esc:{{ticket}}:{due.key.chain}:{due.step.name}:{due.key.clock}:{due.key.episode}"
 
@@ -117,7 +140,7 @@ def _next_update(c: StepContext) -> str | None:
     for kind in ("next_update", "first_response"):
         clock = c.clocks.clock(kind)
         if clock is not None and clock.stopped is None and clock.due is not None:
-            return c.tier.when(clock.due)
+            return c.when(clock.due)
     return None
 
 

@@ -223,11 +223,12 @@ def ticket_clocks(history: Sequence[Fact], sla: SlaConfig, now: datetime,
         policy = now_policy
     t = _timeline(facts, now)
     retarget = reclassified[-1][0] if reclassified else None
+    span = _Spans(policy.calendar)
     clocks = [c for c in (
-        _first_response(t, policy, now, retarget),
-        _next_update(t, policy, now, retarget),
-        _resolution(t, policy, now, retarget),
-        _tier_accept(t, policy, sev, now, retarget, accept_within or {}),
+        _first_response(t, policy, now, retarget, span),
+        _next_update(t, policy, now, retarget, span),
+        _resolution(t, policy, now, retarget, span),
+        _tier_accept(t, policy, sev, now, retarget, accept_within or {}, span),
     ) if c is not None]
     running = [c.due for c in clocks if c.stopped is None and c.due is not None]
     return TicketClocks(sev, cat, owner, opened.customer, policy, t.status, tuple(clocks),
@@ -278,9 +279,24 @@ def _timeline(facts: list[Fact], now: datetime) -> _Timeline:
         status, snoozed[1] if snoozed is not None and snoozed[1] > now else None, snoozed)
 
 
+class _Spans:
+    """Business time between two instants in one calendar, each pair walked once: a
+    ticket's first-response and resolution clocks both run from its opening to now."""
+
+    def __init__(self, calendar: BusinessCalendar):
+        self.calendar = calendar
+        self.known: dict[tuple[datetime, datetime], timedelta] = {}
+
+    def __call__(self, a: datetime, b: datetime) -> timedelta:
+        found = self.known.get((a, b))
+        if found is None:
+            found = self.known[(a, b)] = business_time_between(self.calendar, a, b)
+        return found
+
+
 def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
            pauses: Sequence[Span], target: Target | None, policy: Policy, now: datetime,
-           retarget: datetime | None) -> ClockState | None:
+           retarget: datetime | None, span: _Spans) -> ClockState | None:
     """Run a clock from ``start`` to ``stop`` (or ``now``), minus ``pauses``."""
     if target is None:
         return None
@@ -297,9 +313,9 @@ def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
     if cursor < end:
         segments.append((cursor, end))
     cal = policy.calendar
-    per_segment = tuple(business_time_between(cal, a, b) for a, b in segments)
+    per_segment = tuple(span(a, b) for a, b in segments)
     consumed = sum(per_segment, timedelta(0))
-    paused = sum((business_time_between(cal, a, b) for a, b in inside), timedelta(0))
+    paused = sum((span(a, b) for a, b in inside), timedelta(0))
     open_from = None if paused_now else end
     probe = ClockState(kind, episode, start, target, policy.name, cal,
                        tuple((a, b) for a, b in pauses if (b is None or b > start) and a < end),
@@ -320,18 +336,18 @@ def _clock(kind: str, episode: int, start: datetime, stop: datetime | None,
 
 
 def _first_response(t: _Timeline, policy: Policy, now: datetime,
-                    retarget: datetime | None) -> ClockState | None:
+                    retarget: datetime | None, span: _Spans) -> ClockState | None:
     start = t.opened.at.astimezone(UTC)
     # Resolving tells the customer too: a ticket resolved unanswered stops this clock
     # rather than running on, breached, for ever.
     ends = [*t.responses[:1], *(a for a, _b in t.resolved_spans[:1])]
     stop = min(ends, default=None)
     return _clock("first_response", 0, start, stop, t.waits, policy.first_response, policy,
-                  now, retarget)
+                  now, retarget, span)
 
 
 def _next_update(t: _Timeline, policy: Policy, now: datetime,
-                 retarget: datetime | None) -> ClockState | None:
+                 retarget: datetime | None, span: _Spans) -> ClockState | None:
     if not t.responses:
         return None  # the first-response clock covers that time
     starts = sorted([*t.responses, *(r for r in t.reopens if r > t.responses[0])])
@@ -340,22 +356,23 @@ def _next_update(t: _Timeline, policy: Policy, now: datetime,
     if t.status == RESOLVED and resolved_at is None:
         return None  # resolved before this episode could start
     return _clock("next_update", len(starts) - 1, start, resolved_at, t.waits, policy.update,
-                  policy, now, retarget)
+                  policy, now, retarget, span)
 
 
 def _resolution(t: _Timeline, policy: Policy, now: datetime,
-                retarget: datetime | None) -> ClockState | None:
+                retarget: datetime | None, span: _Spans) -> ClockState | None:
     start = t.opened.at.astimezone(UTC)
     open_resolved = [a for a, b in t.resolved_spans if b is None]
     stop = open_resolved[0] if open_resolved else None
     closed = [(a, b) for a, b in t.resolved_spans if b is not None]
     return _clock("resolution", len(t.reopens), start, stop, [*t.waits, *closed],
-                  policy.resolution, policy, now, retarget)
+                  policy.resolution, policy, now, retarget, span)
 
 
 def _tier_accept(t: _Timeline, policy: Policy, severity: int, now: datetime,
                  retarget: datetime | None,
-                 accept_within: Mapping[str, Mapping[int, timedelta]]) -> ClockState | None:
+                 accept_within: Mapping[str, Mapping[int, timedelta]], span: _Spans,
+                 ) -> ClockState | None:
     if not t.referrals or t.status == RESOLVED:
         return None
     ref = t.referrals[-1]
@@ -369,7 +386,7 @@ def _tier_accept(t: _Timeline, policy: Policy, severity: int, now: datetime,
     # ticket's calendar, a day is a working day there, as sla.yaml's days are.
     target = parse_target(_show(within), policy.calendar)
     return _clock("tier_accept", len(t.referrals) - 1, start, stop, (), target, policy, now,
-                  retarget)
+                  retarget, span)
 
 
 def _show(td: timedelta) -> str:

@@ -6,6 +6,7 @@ database.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -74,4 +75,11 @@ def finish_context(ctx: dict[str, Any], r: MailRequest, tid: int | None,
     if r.token:
         ctx["reply_address"] = reply_address(support_address, tid, r.token)
     if "subject" in ctx:
-        ctx["subject"] = clean_subject(str(ctx["subject"] or ""), prefix, tref)
+        ctx["subject"] = _clean_subject(str(ctx["subject"] or ""), prefix, tref)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clean_subject(subject: str, prefix: str, tref: str) -> str:
+    # Memoised: a ticket's mails of one batch (an escalation step's three, a referral's
+    # two) carry the same subject.
+    return clean_subject(subject, prefix, tref)
