@@ -102,8 +102,10 @@ def daily_counts(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: 
     b = _bucket(s, t.created_at, w, tz).label("b")
     was_resolved = or_(t.resolved_at.is_not(None), t.reopen_count > 0)
     res, reopen = aliased(TicketEvent), aliased(TicketEvent)
+    # Correlated by hand: nested in the EXISTS below, auto-correlation would give it a
+    # FROM tickets of its own (the first resolution of any ticket, not of this one).
     first_res = (select(func.min(res.at)).where(res.ticket_id == t.id, _resolved(res, True))
-                 .scalar_subquery())
+                 .correlate(t).scalar_subquery())
     not_back = or_(t.reopen_count == 0, ~exists().where(
         reopen.ticket_id == t.id, _kind(reopen, REOPENED, True), reopen.at > first_res,
         _within(s, reopen.at, first_res, fcr_window.total_seconds())))
