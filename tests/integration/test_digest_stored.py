@@ -333,3 +333,14 @@ def test_the_digest_stores_its_days_and_retention_keeps_them(
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(DigestDay)) == 31
         assert _month(s).counted == []
+
+
+def test_the_digest_knows_the_desk_of_the_tickets_it_names(
+        sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        oldest = s.scalar(select(Ticket.id).where(Ticket.status == "open")
+                          .order_by(Ticket.created_at, Ticket.id))
+        s.execute(update(Ticket).where(Ticket.id == oldest).values(desk="billing"))
+    with sessions() as s:
+        inputs, _ = read(s, DAY, P, NOW)
+    assert oldest == inputs.backlog.oldest[0][0] and inputs.desks == {oldest: "billing"}

@@ -80,3 +80,21 @@ def test_duration_format() -> None:
     assert [duration(timedelta(minutes=m)) for m in (0, 59, 65, 47 * 60, 50 * 60)] == [
         "0m", "59m", "1h 05m", "47h 00m", "2d 2h"]
     assert duration(None) == "-"
+
+
+def test_tickets_of_another_desk_are_named_with_its_prefix(tmp_path: Path) -> None:
+    from dataclasses import replace
+    from functools import partial
+
+    from mailflow.accounts import ticket_ref
+    from mailflow.config import validate
+
+    settings = validate({
+        "support_address": "support@example.test", "imap": {"username": "s", "port": 1},
+        "mailboxes": [{"name": "billing", "support_address": "billing@example.test",
+                       "ticket_prefix": "BIL", "imap": {"username": "b", "port": 2}}]},
+        base_dir=tmp_path)
+    p = replace(P, ref=partial(ticket_ref, settings))
+    act = "\n".join(context(replace(inputs(), desks={5: "billing"}), p)["act"])
+    assert "BIL-5" in act and "SUP-5" not in act  # the breach, on the billing desk
+    assert "SUP-6" in act  # the main mailbox's
