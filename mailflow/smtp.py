@@ -7,6 +7,7 @@ trouble: retry later) and permanent (5xx: record and stop).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from email.utils import parseaddr
 from types import TracebackType
@@ -105,12 +106,12 @@ class SmtpTransport:
         """Sender, recipient (domains as A-labels) and MAIL options (SMTPUTF8 when a
         non-ASCII local part or RFC 6532 header needs it, RFC 6531)."""
         assert self.client is not None
-        sender, utf8_sender = outgoing_address(mail_from)
-        rcpt, utf8_rcpt = outgoing_address(recipient)
-        for addr in (sender, rcpt):
-            if not command_line_safe(addr):
-                raise DeliveryError(f"address {addr!r} cannot be used in an SMTP command",
-                                    permanent=True)
+        sender, utf8_sender = _command_address(mail_from)
+        rcpt, utf8_rcpt = _command_address(recipient)
+        if sender is None or rcpt is None:
+            bad = mail_from if sender is None else recipient
+            raise DeliveryError(f"address {bad!r} cannot be used in an SMTP command",
+                                permanent=True)
         head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
         if not (utf8_sender or utf8_rcpt or not head.isascii()):
             return sender, rcpt, []
@@ -125,6 +126,15 @@ class SmtpTransport:
                 f"{self.settings.host} does not offer SMTPUTF8: cannot be delivered",
                 permanent=True)
         return sender, rcpt, ["SMTPUTF8"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _command_address(addr: str) -> tuple[str | None, bool]:
+    """The address as ``MAIL FROM``/``RCPT TO`` write it (None: it cannot be), and
+    whether it needs SMTPUTF8. Cached: the desk's own address is on every mail, and
+    parsing it each time cost more than the rest of the envelope."""
+    out, utf8 = outgoing_address(addr)
+    return (out if command_line_safe(out) else None), utf8
 
 
 def command_line_safe(addr: str) -> bool:
