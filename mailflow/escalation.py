@@ -67,14 +67,9 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
     owner = c.owner
     frontline = c.groups.frontline
     leader = owner.leader or frontline.leader
-    fx: list[Effect] = [Note(
-        t.id, EventKind.ESCALATED,
-        f"escalation step {due.step.name} ({due.key.chain}): {due.reason}",
-        data={"step": due.step.name, "chain": due.key.chain, "clock": due.key.clock,
-              "episode": due.key.episode, "late": due.late,
-              "actions": [str(a) for a in due.step.actions],
-              "age_seconds": int((c.now - c.created_at).total_seconds()),
-              "moment": due.moment.isoformat(), "reason": due.reason})]
+    fx: list[Effect] = []
+    # The mails the step queues are named by its event (one row, not one per mail).
+    mails: list[dict[str, str]] = []
     context: dict[str, Any] = {
         **c.mail_context,
         "step": {"name": due.step.name, "description": due.step.description,
@@ -93,7 +88,8 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
             kind=OutboxKind.NOTICE, template="escalation-notice", recipient=recipient,
             ticket=t.id, token=t.reply_token, auto_submitted="auto-generated",
             dedupe_key=f"{key}:{recipient}", context={**context, "role": role}),
-            summary=f"escalation {due.step.name}: {role} {recipient}"))
+            summary=f"escalation {due.step.name}: {role} {recipient}", event=False))
+        mails.append({"to": recipient, "template": "escalation-notice", "role": role})
 
     for action in due.step.actions:
         match action.kind:
@@ -130,7 +126,17 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
                         dedupe_key=f"{key}:customer",
                         context={**context, "customer": {"name": "", "address": t.requester},
                                  "next_update": _next_update(c)}),
-                        summary=f"status update: escalated ({due.step.name})"))
+                        summary=f"status update: escalated ({due.step.name})", event=False))
+                    mails.append({"to": t.requester, "template": "status-escalated",
+                                  "role": "customer"})
+    fx.insert(0, Note(
+        t.id, EventKind.ESCALATED,
+        f"escalation step {due.step.name} ({due.key.chain}): {due.reason}",
+        data={"step": due.step.name, "chain": due.key.chain, "clock": due.key.clock,
+              "episode": due.key.episode, "late": due.late,
+              "actions": [str(a) for a in due.step.actions],
+              "age_seconds": int((c.now - c.created_at).total_seconds()),
+              "moment": due.moment.isoformat(), "reason": due.reason, "mails": mails}))
     return fx
 
 

@@ -297,7 +297,7 @@ class _Writer:
     def _queue(self, e: QueueMail) -> None:
         r = e.request
         self.outbox.append((e, outbox_row(r, self.ctx.support_address, self.now)))
-        if r.ticket is not None:
+        if r.ticket is not None and e.event:
             kind = EventKind.ACK_QUEUED if r.kind == OutboxKind.ACKNOWLEDGMENT \
                 else EventKind.MAIL_QUEUED
             data: dict[str, Any] = ({} if kind == EventKind.ACK_QUEUED

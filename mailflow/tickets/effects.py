@@ -140,6 +140,9 @@ class MailRequest:
 class QueueMail:
     request: MailRequest
     summary: str = ""
+    # False: another event of the same change names this mail already (an escalation
+    # step's ``escalated`` event lists its mails), so no ``mail-queued`` event of its own.
+    event: bool = True
 
 
 @dataclass(frozen=True, slots=True)

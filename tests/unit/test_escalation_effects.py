@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ T = TicketFacts(7, "open", "abcdefghijkm", None, frozenset({"c@x.test"}), 3, "ti
                 "c@x.test", "Printer", "technical")
 
 
-def _mails(fx: list[object]) -> list[MailRequest]:
+def _mails(fx: Sequence[object]) -> list[MailRequest]:
     return [e.request for e in fx if isinstance(e, QueueMail)]
 
 
@@ -86,6 +87,12 @@ def test_due_step_actions_become_effects() -> None:
     assert isinstance(fx[0], Note) and fx[0].kind == EventKind.ESCALATED
     assert fx[0].data["age_seconds"] == 3 * 86400
     assert all(m.dedupe_key and m.dedupe_key.startswith("esc:{ticket}:") for m in _mails(fx))
+    # The step's event names its mails; they leave no mail-queued event of their own.
+    queued = [e for e in fx if isinstance(e, QueueMail)]
+    assert queued and not any(e.event for e in queued)
+    assert fx[0].data["mails"] == [{"to": e.request.recipient, "template": e.request.template,
+                                    "role": e.request.context.get("role", "customer")}
+                                   for e in queued]
     raise_step = [d for d in due if any(a.kind == "raise-severity" for a in d.step.actions)]
     for d in raise_step:
         assert any(isinstance(e, SetSeverity) and e.severity == 2
