@@ -13,7 +13,8 @@ may be resolved weeks later). So each row records the newest event id it is know
 reflect (``events_upto``), and the digest reads the events written since, one range of
 ids (about a day of events), and counts afresh every day one of them is about or whose
 cohort it touches. SLA clocks are stored by the scheduler without an event, shortly
-after they are decided: a day is only stored once it ended :data:`SETTLE` ago.
+after they are decided: a day is only stored once it ended :data:`SETTLE` ago and the
+scheduler has caught up with it.
 
 Event ids are not handed out in commit order on PostgreSQL: a transaction still open
 when the digest reads the newest id may commit an older one afterwards. There a row only
@@ -114,8 +115,12 @@ def runs(days: Iterable[date]) -> list[tuple[date, date]]:
     return out
 
 
-def settled(day: date, tz: ZoneInfo, now: datetime) -> bool:
-    return day_window(day, tz).end + SETTLE <= now
+def settled(day: date, tz: ZoneInfo, now: datetime, pending: datetime | None = None) -> bool:
+    """Whether ``day`` may be stored: over for :data:`SETTLE`, and the scheduler has
+    caught up with it (``pending``, the earliest time a ticket is due to have its clocks
+    computed, is not inside it: a clock decided on the day may not be recorded yet)."""
+    end = day_window(day, tz).end
+    return end + SETTLE <= now and (pending is None or pending >= end)
 
 
 def horizon(stored: Iterable[DayFigures], newest: int, now: datetime, exact: bool) -> int:
@@ -190,9 +195,10 @@ def month(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: timedel
         for d, c in daily_counts(s, a, b, tz, fcr_window, early, cohort_only=True).items():
             counts[d] = with_cohort(counts[d], c)
     upto = horizon(stored.values(), newest, now, s.get_bind().dialect.name == "sqlite")
+    pending = s.scalar(select(func.min(Ticket.next_due_at)))  # indexed
     save = [DayFigures(d, counts[d], hits[d],
                        max(upto, stored[d].events_upto) if d in stored else upto,
-                       newest, now) for d in days if settled(d, tz, now)]
+                       newest, now) for d in days if settled(d, tz, now, pending)]
     return Month(counts, hits, save, todo, sorted(cohorts))
 
 

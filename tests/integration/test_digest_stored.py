@@ -344,3 +344,15 @@ def test_the_digest_knows_the_desk_of_the_tickets_it_names(
     with sessions() as s:
         inputs, _ = read(s, DAY, P, NOW)
     assert oldest == inputs.backlog.oldest[0][0] and inputs.desks == {oldest: "billing"}
+
+
+def test_a_day_is_not_stored_while_the_scheduler_is_behind_on_it(
+        sessions: sessionmaker[Session]) -> None:
+    """A ticket due for its clocks on the 20th (the daemon was down): its clock figures
+    may still change without an event, so the 20th and later are not stored yet."""
+    behind = day_window(DAY - timedelta(days=4), TZ).start + timedelta(hours=12)
+    with sessions.begin() as s:
+        s.execute(update(Ticket).where(Ticket.id == 1).values(next_due_at=behind))
+    with sessions() as s:
+        m = _month(s)
+    assert [r.day for r in m.save][-1] == DAY - timedelta(days=5)

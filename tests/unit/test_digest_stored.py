@@ -62,10 +62,13 @@ def test_basis_names_what_the_figures_depend_on() -> None:
         basis("UTC", timedelta(days=3), timedelta(hours=4))
 
 
-def test_a_day_is_stored_an_hour_after_it_ended() -> None:
+def test_a_day_is_stored_an_hour_after_it_ended_once_the_clocks_are_computed() -> None:
     tz = ZoneInfo("Europe/Berlin")  # the 24th ends at 23:00 UTC
     assert not settled(D, tz, datetime(2026, 11, 24, 23, 59, tzinfo=UTC))
     assert settled(D, tz, datetime(2026, 11, 25, 0, 0, tzinfo=UTC))
+    # Not while the scheduler has yet to compute the clocks of a ticket due on the day.
+    assert not settled(D, tz, NOW, pending=datetime(2026, 11, 24, 22, 0, tzinfo=UTC))
+    assert settled(D, tz, NOW, pending=datetime(2026, 11, 24, 23, 0, tzinfo=UTC))
 
 
 def test_horizon_exact_on_sqlite_lagged_on_postgresql() -> None:
