@@ -109,8 +109,8 @@ class Scheduler:
     def _work(self, s: Session, rows: list[_Row], pol: Policies, now: datetime,
               result: TickResult) -> int:
         ids = [r.id for r in rows]
-        events, outbox_kinds, fired = _load(s, ids)
-        requests = _requests(s, ids)
+        requests: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
+        events, outbox_kinds, fired = _load(s, ids, requests)
         facts = ticket_facts(s, ids, lock=False)
         tier = self.tier_policy(pol.groups)
         effects: list[Effect] = []
@@ -187,36 +187,38 @@ def _clock_rows(tid: int, tc: TicketClocks) -> list[dict[str, Any]]:
              "paused_seconds": int(c.paused.total_seconds())} for c in tc.clocks]
 
 
-def _load(s: Session, ids: list[int]) -> tuple[dict[int, list[EventRow]], dict[int, str],
-                                              dict[int, set[StepKey]]]:
+_REQUESTED = str(EventKind.ESCALATION_REQUESTED)
+_StepT = EscalationStep.__table__
+
+
+def _load(s: Session, ids: list[int],
+          requests: dict[int, list[tuple[int, datetime]]] | None = None,
+          ) -> tuple[dict[int, list[EventRow]], dict[int, str], dict[int, set[StepKey]]]:
+    """The due tickets' clock events, the kinds of their outbox rows (a ``mail-sent``
+    event names one) and their fired steps; with ``requests``, also the customers'
+    escalation requests (event id and time, each answered once: a step row), read by
+    the same query as the events."""
     events: dict[int, list[EventRow]] = defaultdict(list)
     kinds: dict[int, str] = {}
     fired: dict[int, set[StepKey]] = defaultdict(set)
+    wanted = CLOCK_EVENTS if requests is None else (*CLOCK_EVENTS, _REQUESTED)
     for chunk in chunks(ids):
-        for tid, kind, at, data in s.execute(
-                select(TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.at,
+        for eid, tid, kind, at, data in s.execute(
+                select(TicketEvent.id, TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.at,
                        TicketEvent.data)
-                .where(TicketEvent.ticket_id.in_(chunk), TicketEvent.kind.in_(CLOCK_EVENTS))
+                .where(TicketEvent.ticket_id.in_(chunk), TicketEvent.kind.in_(wanted))
                 .order_by(TicketEvent.id)):
-            events[tid].append(EventRow(kind, at, data or {}))
+            if kind == _REQUESTED and requests is not None:
+                requests[tid].append((eid, at))
+            else:
+                events[tid].append(EventRow(kind, at, data or {}))
         kinds.update((oid, kind) for oid, kind in s.execute(
             select(OutboxRow.id, OutboxRow.kind).where(OutboxRow.ticket_id.in_(chunk))))
-        for st in s.scalars(select(EscalationStep).where(EscalationStep.ticket_id.in_(chunk))):
-            fired[st.ticket_id].add(StepKey(st.chain, st.step, st.clock, st.episode))
+        for tid, chain, step, clock, episode in s.execute(
+                select(_StepT.c.ticket_id, _StepT.c.chain, _StepT.c.step, _StepT.c.clock,
+                       _StepT.c.episode).where(_StepT.c.ticket_id.in_(chunk))):
+            fired[tid].add(StepKey(chain, step, clock, episode))
     return events, kinds, fired
-
-
-def _requests(s: Session, ids: list[int]) -> dict[int, list[tuple[int, datetime]]]:
-    """Escalation requests by customers (events), each answered once (a step row)."""
-    out: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
-    for chunk in chunks(ids):
-        for eid, tid, at in s.execute(
-                select(TicketEvent.id, TicketEvent.ticket_id, TicketEvent.at)
-                .where(TicketEvent.ticket_id.in_(chunk),
-                       TicketEvent.kind == str(EventKind.ESCALATION_REQUESTED))
-                .order_by(TicketEvent.id)):
-            out[tid].append((eid, at))
-    return out
 
 
 def clocks_of(s: Session, settings: Settings, ticket_id: int, now: datetime,
