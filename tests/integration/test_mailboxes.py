@@ -85,7 +85,8 @@ def test_two_mailboxes_each_answer_from_their_own_address(stack: MailStack, db_u
 
     out = io.StringIO()
     export.export_jsonl(app.sessions, out, export.EVERYTHING, desk_prefixes(app.settings))
-    exported = {t["id"]: (t["ref"], t["desk"]) for t in map(json.loads, out.getvalue().splitlines())}
+    lines = out.getvalue().splitlines()
+    exported = {t["id"]: (t["ref"], t["desk"]) for t in map(json.loads, lines)}
     assert exported == {sup.id: (f"SUP-{sup.id}", None), bil.id: (f"BIL-{bil.id}", "billing")}
 
     with app.sessions() as s:
