@@ -199,6 +199,11 @@ def month(s: Session, first: date, last: date, tz: ZoneInfo, fcr_window: timedel
     save = [DayFigures(d, counts[d], hits[d],
                        max(upto, stored[d].events_upto) if d in stored else upto,
                        newest, now) for d in days if settled(d, tz, now, pending)]
+    held = [d for d in days if settled(d, tz, now) and not settled(d, tz, now, pending)]
+    if held:  # each digest then counts these days afresh: slower, never wrong
+        log.info("digest: the figures of %s and later are not stored: a ticket has been "
+                 "due for its clocks since %s (the scheduler is behind or not running)",
+                 held[0].isoformat(), pending)
     return Month(counts, hits, save, todo, sorted(cohorts))
 
 
