@@ -6,7 +6,6 @@ import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -16,7 +15,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
@@ -138,7 +146,7 @@ def _insert_plan(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: 
     for k in keys:
         col = table.c[k]
         procs.append((col.type.dialect_impl(dialect).bind_processor(dialect),
-                      _python_type(col) is datetime))
+                      _timestamps(col)))
     names = list(keys)
     extra = []
     for col in table.c:
@@ -161,11 +169,11 @@ def _insert_plan(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: 
             procs, tuple(extra))
 
 
-def _python_type(col: Any) -> Any:
-    try:
-        return col.type.python_type
-    except NotImplementedError:
-        return None
+def _timestamps(col: Any) -> bool:
+    """Does the column hold timestamps (directly, or under a TypeDecorator such as
+    UTCDateTime, whose ``python_type`` says ``object``)?"""
+    t = col.type
+    return isinstance(t.impl if isinstance(t, TypeDecorator) else t, DateTime)
 
 
 def chunks(items: Sequence[Any], n: int = 500) -> Iterable[Sequence[Any]]:
