@@ -1,5 +1,6 @@
-"""insert_many's direct SQLite path writes exactly what SQLAlchemy's executemany writes:
-the same converted timestamps, JSON (None as JSON null), booleans and column defaults."""
+"""insert_many's direct path (plain tuples to sqlite3 or psycopg) writes exactly what
+SQLAlchemy's executemany writes: the same converted timestamps, JSON (None as JSON
+null), booleans and column defaults. On SQLite and PostgreSQL (``db_url``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def _rows() -> list[tuple[type[Any], list[dict[str, Any]]]]:
 
 def _dump(url: str, direct: bool) -> list[list[tuple[Any, ...]]]:
     engine = make_engine(url)
+    Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     with session_factory(engine)() as s, s.begin():
         for model, rows in _rows():
@@ -49,13 +51,12 @@ def _dump(url: str, direct: bool) -> list[list[tuple[Any, ...]]]:
         insert_ignore(s, EscalationStep, steps)
         insert_ignore(s, EscalationStep, [dict(steps[0], late=False)])  # kept: first wins
     with engine.connect() as c:
-        out = [[tuple(r) for r in c.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2")]
+        out = [[tuple(r) for r in c.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3")]
                for t in ("tickets", "ticket_events", "outbox", "escalation_steps")]
         assert c.scalar(select(EscalationStep.late)) is True
     engine.dispose()
     return out
 
 
-def test_direct_path_writes_what_sqlalchemy_writes(tmp_path: Any) -> None:
-    assert _dump(f"sqlite:///{tmp_path / 'a.db'}", True) \
-        == _dump(f"sqlite:///{tmp_path / 'b.db'}", False)
+def test_direct_path_writes_what_sqlalchemy_writes(db_url: str) -> None:
+    assert _dump(db_url, True) == _dump(db_url, False)
