@@ -128,7 +128,7 @@ class SmtpTransport:
         return sender, rcpt, ["SMTPUTF8"]
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def _command_address(addr: str) -> tuple[str | None, bool]:
     """The address as ``MAIL FROM``/``RCPT TO`` write it (None: it cannot be), and
     whether it needs SMTPUTF8. Cached: the desk's own address is on every mail, and
