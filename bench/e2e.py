@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import multiprocessing as mp
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -331,6 +333,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mailflow-e2e-"))
     os.chmod(work, 0o755)
+    # Databases and the stack's mailboxes: 0.3 GB a run, 1.8 GB at --rss 100000.
+    atexit.register(shutil.rmtree, work, True)
     os.environ["MAILFLOW_IMAP_PASSWORD"] = PASSWORD
     people = customers(args.customers)
     mailbox = make_mailbox(args.messages, people)
