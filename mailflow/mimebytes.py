@@ -20,6 +20,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from email import quoprimime
+from email.errors import HeaderParseError
 from email.policy import EmailPolicy
 from typing import Any
 
@@ -59,32 +60,27 @@ def registry_header(policy: EmailPolicy[Any], name: str, value: str) -> bytes:
 
 
 def to_header(policy: EmailPolicy[Any], addr: str) -> bytes:
-    """``To:`` holding exactly ``addr``, or no address at all (:func:`to_value` decides
-    for any address that is not plainly one). Never folded: the email package cannot
-    read back some folded addresses ("To:" CRLF " .x@y" raises in its parser)."""
+    """``To:`` holding exactly ``addr``, or no address at all.
+
+    The envelope recipient is what delivery uses (:mod:`mailflow.smtp` refuses an
+    address it cannot send safely); the header must never name another address than
+    that one. Never folded: the email package cannot read back some folded addresses
+    ("To:" CRLF " .x@y" raises in its parser).
+    """
     line = f"To: {addr}"
-    plain = _PLAIN_ADDR.fullmatch(addr) is not None and "=?" not in addr
-    if len(line) > _MAX_LINE or not (plain or [
-            a.addr_spec for a in to_value(policy, addr).addresses] == [addr]):
+    if len(line) > _MAX_LINE or not (addr.isascii() or policy.utf8) or not (
+            (_PLAIN_ADDR.fullmatch(addr) and "=?" not in addr) or _reads_back(policy, addr)):
         line = "To: undisclosed-recipients:;"
     return line.encode("utf-8") + CRLF
 
 
-def to_value(policy: EmailPolicy[Any], addr: str) -> Any:
-    """The parsed ``To:`` header for ``addr``, or ``undisclosed-recipients:;``.
-
-    The header class re-parses what it is given; an address it would read as another
-    one (or as none) must not reach a header. The envelope recipient is what delivery
-    uses, and :mod:`mailflow.smtp` refuses an address it cannot send safely.
-    """
+def _reads_back(policy: EmailPolicy[Any], addr: str) -> bool:
+    """Does the header parser read ``addr`` as exactly this one address?"""
     try:
         _, parsed = policy.header_store_parse("To", addr)
-        got = [a.addr_spec for a in parsed.addresses]
-    except (ValueError, IndexError, TypeError, AttributeError):
-        got = []
-    if got != [addr]:
-        _, parsed = policy.header_store_parse("To", "undisclosed-recipients:;")
-    return parsed
+        return [a.addr_spec for a in parsed.addresses] == [addr]
+    except (HeaderParseError, ValueError, IndexError, TypeError, AttributeError):
+        return False  # the parser's own failures on odd input (TypeError included)
 
 
 def _fold(name: str, value: str) -> bytes | None:
