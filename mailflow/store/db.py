@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -24,9 +21,14 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -193,26 +195,58 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
     return cfg
 
 
+_REVISION = re.compile(r'^revision\s*=\s*"([^"]+)"', re.M)
+_DOWN = re.compile(r'^down_revision\s*=\s*"([^"]+)"', re.M)
+
+
+@functools.cache
+def _revisions() -> tuple[frozenset[str], str]:
+    """Every revision this code knows, and the head, read from the migration files.
+
+    The daemon checks the schema at every start; importing alembic for that (with mako
+    and pygments) cost it about 11 MiB of resident memory for the rest of its life, so
+    alembic is imported only to migrate."""
+    known: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        if (rev := _REVISION.search(source)) is not None:
+            known.add(rev.group(1))
+        if (down := _DOWN.search(source)) is not None:
+            parents.add(down.group(1))
+    heads = known - parents
+    if len(heads) != 1:
+        raise SchemaError(f"mailflow's migrations have {len(heads)} heads: "
+                          f"{', '.join(sorted(heads)) or 'none'} (a broken install)")
+    return frozenset(known), heads.pop()
+
+
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    return _revisions()[1]
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema's revision as alembic records it (``alembic_version``), or None for a
+    database without a mailflow schema."""
+    if not inspect(engine).has_table("alembic_version"):
+        return None
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Apply every pending migration; return (revision before, revision after)."""
+    from alembic import command
+
     before = current_revision(engine)
     command.upgrade(alembic_config(engine), "head")
     return before, head_revision()
@@ -228,9 +262,7 @@ def require_current(engine: Engine) -> None:
         raise SchemaError(
             "the database has no mailflow schema yet: run `mailflow db upgrade` first"
         )
-    script = ScriptDirectory.from_config(alembic_config(engine))
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current not in known:
+    if current not in _revisions()[0]:
         raise SchemaError(
             f"the database schema ({current}) is newer than this mailflow knows: "
             "upgrade mailflow, or point it at another database"
