@@ -34,10 +34,10 @@ from mailflow.config import Settings
 from mailflow.groupcommit import GroupCommit, relaxed_engine
 from mailflow.renderpool import RenderPool, render  # noqa: F401 - mailflow outbox show renders
 from mailflow.smtp import DeliveryError, SmtpTransport
-from mailflow.store.db import session_factory, transaction
+from mailflow.store.db import transaction
 from mailflow.store.models import OutboxRow, Suppression
 from mailflow.tickets import CUSTOMER_KINDS, OutboxStatus
-from mailflow.tickets.apply import ApplyContext, apply
+from mailflow.tickets.apply import ApplyContext, apply, apply_marks
 from mailflow.tickets.effects import (
     Effect,
     LiftSuppression,
@@ -126,7 +126,6 @@ class OutboxSender:
         self.renderer = RenderPool(settings, composer, render_processes)
         # "Sent" marks commit without waiting for the disk (see relaxed_engine).
         self._marks_engine = relaxed_engine(sessions.kw["bind"])
-        self._marks = session_factory(self._marks_engine)
         # Every database write of the sender runs on this one thread, in order: its
         # connections never wait on each other for SQLite's write lock (whose busy
         # handler sleeps in steps of up to 100 ms).
@@ -293,10 +292,10 @@ class OutboxSender:
         commit of every connection's 250s). A mark is on the sending path: keep what
         ``apply`` does here batched and cheap (bench/RESULTS.md, end to end)."""
         now = self.clock.now()
-        with transaction(self._marks) as s:
-            apply(s, [MailSent(row.id, row.ticket_id, row.kind, row.recipient,
-                               row.message_id, answer) for row, answer in sent],
-                  self._ctx(now))
+        with self._marks_engine.begin() as conn:
+            apply_marks(conn, [MailSent(row.id, row.ticket_id, row.kind, row.recipient,
+                                        row.message_id, answer) for row, answer in sent],
+                        self._ctx(now))
         for row, _ in sent:
             report.sent.append(row.id)
             log.info("sent outbox %s (%s) to %s", row.id, row.kind, row.recipient)

@@ -7,6 +7,7 @@ trouble: retry later) and permanent (5xx: record and stop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from email.utils import parseaddr
@@ -81,8 +82,7 @@ class SmtpTransport:
         assert self.client is not None, "use `async with SmtpTransport(...)`"
         sender, rcpt, options = await self._envelope(mail_from, recipient, raw)
         try:
-            errors, answer = await self.client.sendmail(sender, [rcpt], raw,
-                                                        mail_options=options)
+            return await self._transaction(sender, rcpt, raw, options)
         except (ValueError, UnicodeError) as exc:
             # aiosmtplib refuses what it cannot write on a command line; a mail it
             # cannot send now it will never send.
@@ -96,10 +96,42 @@ class SmtpTransport:
             raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP connection failed: {exc}", permanent=False) from None
-        if errors:
-            code, message = next(iter(errors.values()))
-            raise DeliveryError(f"{code} {message}", permanent=code >= 500)
-        return answer
+
+    async def _transaction(self, sender: str, rcpt: str, raw: bytes,
+                           options: list[str]) -> str:
+        """MAIL, RCPT and DATA for one recipient through aiosmtplib's public commands.
+
+        What ``SMTP.sendmail`` does, without its per-mail overhead on the sender's one
+        event loop (bench/RESULTS.md, end to end): it parses both addresses twice more
+        with ``email.utils.parseaddr`` (ours are checked once, :func:`_command_address`;
+        aiosmtplib's command-injection check still runs on every line) and rewrites the
+        whole message once more just to measure it for SIZE.
+        """
+        client = self.client
+        assert client is not None
+        if client.is_ehlo_or_helo_needed:
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()
+        encoding = "utf-8" if options else "ascii"
+        opts = [o.encode("ascii") for o in options]
+        if client.supports_extension("size"):
+            opts.insert(0, b"SIZE=%d" % _wire_size(raw))  # RFC 1870
+        answer = await client.execute_command(
+            b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *opts)
+        if answer.code == 250:
+            answer = await client.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+        if answer.code in (250, 251):
+            try:
+                return (await client.data(raw)).message
+            except aiosmtplib.SMTPResponseException as exc:
+                answer = aiosmtplib.SMTPResponse(exc.code, exc.message)
+        # Refused: reset the envelope for the next mail, as sendmail does.
+        if client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.rset()
+        raise DeliveryError(f"{answer.code} {answer.message}", permanent=answer.code >= 500)
 
     async def _envelope(self, mail_from: str, recipient: str,
                         raw: bytes) -> tuple[str, str, list[str]]:
@@ -126,6 +158,14 @@ class SmtpTransport:
                 f"{self.settings.host} does not offer SMTPUTF8: cannot be delivered",
                 permanent=True)
         return sender, rcpt, ["SMTPUTF8"]
+
+
+def _wire_size(raw: bytes) -> int:
+    """Octets of the message with every line ending CRLF, as DATA sends it (RFC 1870),
+    counted without copying the message."""
+    crlf = raw.count(b"\r\n")
+    return (len(raw) + (raw.count(b"\n") - crlf) + (raw.count(b"\r") - crlf)
+            + (0 if raw.endswith((b"\n", b"\r")) else 2))
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,8 +5,8 @@ exception that stops the outbox."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+import aiosmtplib
 import pytest
 
 from mailflow.smtp import DeliveryError, SmtpTransport, command_line_safe
@@ -27,25 +27,44 @@ def test_command_line_safe(addr: str, ok: bool) -> None:
 
 
 class _FakeClient:
-    """Just enough of aiosmtplib.SMTP to see what send() asks of it."""
+    """Just enough of aiosmtplib.SMTP to see which commands send() writes."""
 
-    def __init__(self, smtputf8: bool):
+    def __init__(self, smtputf8: bool, refuse_rcpt: int = 0):
         self.smtputf8 = smtputf8
+        self.refuse_rcpt = refuse_rcpt
         self.is_ehlo_or_helo_needed = False
+        self.is_connected = True
+        self.lines: list[bytes] = []
+        self.data_sent: list[bytes] = []
         self.calls: list[tuple[str, list[str], list[str]]] = []
 
     def supports_extension(self, name: str) -> bool:
-        return name == "smtputf8" and self.smtputf8
+        return name == "size" or (name == "smtputf8" and self.smtputf8)
 
-    async def sendmail(self, sender: str, rcpts: list[str], raw: bytes,
-                       mail_options: list[str]) -> tuple[dict[str, Any], str]:
-        self.calls.append((sender, rcpts, mail_options))
-        return {}, "250 OK"
+    async def execute_command(self, *args: bytes) -> aiosmtplib.SMTPResponse:
+        self.lines.append(b" ".join(args))
+        if args[0] == b"MAIL":
+            # (sender, [recipient], options but SIZE): what sendmail was asked before
+            self.calls.append((args[1][6:-1].decode(), [],
+                               [o.decode() for o in args[2:] if not o.startswith(b"SIZE=")]))
+        elif args[0] == b"RCPT":
+            self.calls[-1][1].append(args[1][4:-1].decode())
+            if self.refuse_rcpt:
+                return aiosmtplib.SMTPResponse(self.refuse_rcpt, "no such user")
+        return aiosmtplib.SMTPResponse(250, "OK")
+
+    async def data(self, raw: bytes) -> aiosmtplib.SMTPResponse:
+        self.data_sent.append(raw)
+        return aiosmtplib.SMTPResponse(250, "OK queued")
+
+    async def rset(self) -> aiosmtplib.SMTPResponse:
+        self.lines.append(b"RSET")
+        return aiosmtplib.SMTPResponse(250, "OK")
 
 
-def _transport(smtputf8: bool) -> tuple[SmtpTransport, _FakeClient]:
+def _transport(smtputf8: bool, refuse_rcpt: int = 0) -> tuple[SmtpTransport, _FakeClient]:
     t = SmtpTransport.__new__(SmtpTransport)
-    client = _FakeClient(smtputf8)
+    client = _FakeClient(smtputf8, refuse_rcpt)
     t.client = client  # type: ignore[assignment]
     t.settings = type("S", (), {"host": "smtp.test"})()  # type: ignore[assignment]
     return t, client
@@ -79,3 +98,20 @@ def test_misleading_address_is_a_permanent_failure() -> None:
     with pytest.raises(DeliveryError) as err:
         asyncio.run(t.send("support@example.test", '"x <victim@evil.test>"@mallory.test', RAW))
     assert err.value.permanent and client.calls == []
+
+
+def test_one_transaction_writes_mail_rcpt_data_with_the_wire_size() -> None:
+    t, client = _transport(smtputf8=False)
+    answer = asyncio.run(t.send("support@example.test", "ann@example.test", b"a\nb\r\n"))
+    assert answer == "OK queued" and client.data_sent == [b"a\nb\r\n"]
+    assert client.lines == [b"MAIL FROM:<support@example.test> SIZE=6",
+                            b"RCPT TO:<ann@example.test>"]
+
+
+@pytest.mark.parametrize(("code", "permanent"), [(550, True), (451, False)])
+def test_refused_recipient_resets_the_envelope(code: int, permanent: bool) -> None:
+    t, client = _transport(smtputf8=False, refuse_rcpt=code)
+    with pytest.raises(DeliveryError) as err:
+        asyncio.run(t.send("support@example.test", "ann@example.test", RAW))
+    assert err.value.permanent is permanent and str(err.value) == f"{code} no such user"
+    assert client.lines[-1] == b"RSET" and client.data_sent == []
