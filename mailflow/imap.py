@@ -32,6 +32,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailflow.accounts import DeskRules
+from mailflow.backlog import first_look
 from mailflow.classify import RuleSet
 from mailflow.classify.reloader import RulesHolder
 from mailflow.clock import Clock
@@ -141,24 +142,23 @@ class MailboxWatcher:
         uidvalidity = int(info[b"UIDVALIDITY"])
         result = CycleResult()
         last_uid, backlog, skipped = self._checkpoint(client, uidvalidity, info)
-        pending = sorted(u for u in self._unprocessed(client) if u > skipped)
         # Committed before a crash but never marked: mark now, ingest nothing.
-        leftover = [u for u in pending if u <= last_uid]
+        leftover = self._unprocessed(client, skipped + 1, last_uid) if last_uid > skipped \
+            else []
         if leftover:
             log.warning("%s: %d message(s) were committed but not marked processed "
                         "(crash or lost connection); marking them now", self.key, len(leftover))
             self._mark(client, leftover)
             result.marked += len(leftover)
-        fresh = [u for u in pending if u > last_uid]
-        size = self.imap.batch_size
         # Pipelined: batch N+1 is parsed (in a worker process) while batch N is written;
         # with k workers, k batches are ahead. Commits and marks still happen strictly in
         # UID order, one batch at a time, in this thread.
         inflight: deque[_InFlight] = deque()
-        for i in range(0, len(fresh), size):
+        for uids in self._fresh(client, max(last_uid, skipped) + 1,
+                                int(info.get(b"UIDNEXT") or 0)):
             if self._stop is not None and self._stop.is_set():
                 break  # shutting down: finish what is in hand, leave the rest
-            batch = self._fetch(client, fresh[i : i + size])
+            batch = self._fetch(client, uids)
             self.rules.refresh()
             rules, now = self.rules.current, self.clock.now()
             inflight.append(_InFlight(batch, rules, now,
@@ -201,36 +201,61 @@ class MailboxWatcher:
 
     def _first_look(self, s: Any, client: IMAPClient, uidvalidity: int,
                     info: dict[bytes, Any]) -> tuple[int, int, int]:
-        """imap.backlog: what to do with the mail already in a folder never seen before.
-
-        The decision is stored with the first checkpoint, so a crash half-way through
-        importing a large backlog does not acknowledge the rest on restart."""
+        """imap.backlog (:mod:`mailflow.backlog`), stored with the first checkpoint."""
         policy = self.imap.backlog
-        uids = [int(u) for u in client.search("ALL")]
-        newest = max(uids, default=0)
-        count = len(uids)
-        backlog = skipped = 0
-        if policy == "import" and newest:
-            backlog = newest
-            log.info("%s: first look: %d message(s) already in the folder become tickets "
-                     "without any mail to customers (imap.backlog: import)", self.key, count)
-        elif policy == "skip" and newest:
-            skipped = newest
-            log.info("%s: first look: %d message(s) already in the folder are left "
-                     "untouched; starting after UID %d (imap.backlog: skip)", self.key, count,
-                     newest)
-        elif newest:
-            log.info("%s: first look: %d message(s) already in the folder are treated as "
-                     "new mail and acknowledged (imap.backlog: acknowledge)", self.key, count)
+        # From the SELECT answer, not a SEARCH: on a folder of 100,000 mails a SEARCH
+        # answer costs the daemon ~20 MiB it keeps. Every UID below UIDNEXT was there.
+        count = int(info.get(b"EXISTS") or 0)
+        newest = int(info.get(b"UIDNEXT") or 1) - 1 if count else 0
+        if newest < 0 or b"UIDNEXT" not in info:  # a server that omits it (RFC 3501 asks)
+            newest = max((int(u) for u in client.search("ALL")), default=0)
+        look = first_look(policy, count, newest)
+        if look.message:
+            log.info("%s: first look: %s", self.key, look.message)
+        backlog, skipped = look.backlog_until_uid, look.skipped_until_uid
         s.add(MailboxCheckpoint(mailbox=self.key, uidvalidity=uidvalidity, last_uid=skipped,
                                 updated_at=self.clock.now(), backlog_until_uid=backlog,
                                 skipped_until_uid=skipped))
         return skipped, backlog, skipped
 
-    def _unprocessed(self, client: IMAPClient) -> list[int]:
-        if self.mailbox.processed_folder:
-            return [int(u) for u in client.search("ALL")]
-        return [int(u) for u in client.search(["UNKEYWORD", PROCESSED_KEYWORD.decode()])]
+    def _unprocessed(self, client: IMAPClient, lo: int, hi: int | None) -> list[int]:
+        """Unprocessed UIDs from ``lo`` to ``hi`` (None: the newest), in order."""
+        crit: list[str] = ["UID", f"{lo}:{hi if hi is not None else '*'}"]
+        if not self.mailbox.processed_folder:
+            crit += ["UNKEYWORD", PROCESSED_KEYWORD.decode()]
+        return sorted(u for u in map(int, client.search(crit))
+                      if u >= lo and (hi is None or u <= hi))
+
+    def _fresh(self, client: IMAPClient, lo: int, uidnext: int) -> Iterator[list[int]]:
+        """The new mail in batches, searched a window of UIDs at a time: a backlog of
+        100,000 mails is never one SEARCH answer held in memory. Mail arriving meanwhile
+        (UIDNEXT and up) waits for the next cycle, as it always did."""
+        size = self.imap.batch_size
+        window = 10 * size
+        if uidnext <= 0:  # no UIDNEXT from the server: one search, as before
+            found = self._unprocessed(client, lo, None)
+            yield from (found[i : i + size] for i in range(0, len(found), size))
+            return
+        if uidnext - lo > window:  # first look or rescan: start at the oldest mail
+            lo = max(lo, self._oldest_uid(client))
+        while lo < uidnext:
+            hi = min(lo + window, uidnext) - 1
+            found = self._unprocessed(client, lo, hi)
+            yield from (found[i : i + size] for i in range(0, len(found), size))
+            lo = hi + 1
+
+    @staticmethod
+    def _oldest_uid(client: IMAPClient) -> int:
+        """The UID of message 1: a folder whose UIDs start in the millions (mail moved
+        away as processed) is not searched window by empty window from UID 1."""
+        client.use_uid = False
+        try:
+            found = client.fetch([1], ["UID"])
+        except IMAPClientError:
+            return 1  # an empty folder
+        finally:
+            client.use_uid = True
+        return min((int(v[b"UID"]) for v in found.values()), default=1)
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> list[Fetched]:
         data = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE", "FLAGS"])

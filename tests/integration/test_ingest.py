@@ -167,8 +167,8 @@ def test_mail_marked_by_another_worker_after_search_is_not_ingested_again(
     w = app.watchers()[0]
     search = w._unprocessed
 
-    def search_then_other_worker_marks_the_first(client):  # type: ignore[no-untyped-def]
-        uids = search(client)
+    def search_then_other_worker_marks_the_first(client, lo, hi):  # type: ignore[no-untyped-def]
+        uids = search(client, lo, hi)
         client.add_flags(min(uids), [PROCESSED_KEYWORD])  # between our SEARCH and FETCH
         return uids
 
@@ -178,3 +178,32 @@ def test_mail_marked_by_another_worker_after_search_is_not_ingested_again(
     assert res.fetched == 1 and res.outcomes["new"] == 1
     with app.sessions() as s:
         assert list(s.scalars(select(Ticket.subject))) == ["ours"]
+
+
+def test_new_mail_is_searched_a_window_of_uids_at_a_time(stack: MailStack, sqlite_url: str,
+                                                         make_app, monkeypatch) -> None:
+    """A large backlog is never one SEARCH answer in memory: windows of 10 batches of
+    UIDs, gaps (expunged mail) included, and nothing missed."""
+    app = make_app(stack, sqlite_url, imap={"batch_size": 3})
+    stack.append(SUPPORT, [mail(subject=f"m{i}", sender=f"C{i} <c{i}@example.test>")
+                           for i in range(70)])
+    with stack.imap(SUPPORT) as c:
+        c.select_folder("INBOX")
+        uids = sorted(c.search("ALL"))  # the session's stack: UIDs do not start at 1
+        c.delete_messages([uids[4], uids[5], uids[6], uids[30]])
+        c.expunge()
+    w = app.watchers()[0]
+    windows: list[tuple[int, int | None]] = []
+    search = w._unprocessed
+
+    def spy(client, lo, hi):  # type: ignore[no-untyped-def]
+        windows.append((lo, hi))
+        return search(client, lo, hi)
+
+    monkeypatch.setattr(w, "_unprocessed", spy)
+    res = w.cycle()
+    w.close()
+    assert res.fetched == 66 and res.outcomes["new"] == 66
+    first = uids[0]
+    assert windows == [(first, first + 29), (first + 30, first + 59), (first + 60, uids[-1])]
+    assert _count(app, Ticket) == 66
