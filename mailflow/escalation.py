@@ -70,6 +70,8 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
     fx: list[Effect] = []
     # The mails the step queues are named by its event (one row, not one per mail).
     mails: list[dict[str, str]] = []
+    # Shared by the step's mails and stored once (MailRequest.shared); each mail's own
+    # context holds only what differs (its role; the customer's address).
     context: dict[str, Any] = {
         **c.mail_context,
         "step": {"name": due.step.name, "description": due.step.description,
@@ -87,7 +89,7 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
         fx.append(QueueMail(MailRequest(
             kind=OutboxKind.NOTICE, template="escalation-notice", recipient=recipient,
             ticket=t.id, token=t.reply_token, auto_submitted="auto-generated",
-            dedupe_key=f"{key}:{recipient}", context={**context, "role": role}),
+            dedupe_key=f"{key}:{recipient}", context={"role": role}, shared=context),
             summary=f"escalation {due.step.name}: {role} {recipient}", event=False))
         mails.append({"to": recipient, "template": "escalation-notice", "role": role})
 
@@ -124,8 +126,8 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
                         recipient=t.requester, ticket=t.id, token=t.reply_token,
                         auto_submitted="auto-generated",
                         dedupe_key=f"{key}:customer",
-                        context={**context, "customer": {"name": "", "address": t.requester},
-                                 "next_update": _next_update(c)}),
+                        context={"customer": {"name": "", "address": t.requester},
+                                 "next_update": _next_update(c)}, shared=context),
                         summary=f"status update: escalated ({due.step.name})", event=False))
                     mails.append({"to": t.requester, "template": "status-escalated",
                                   "role": "customer"})

@@ -41,7 +41,7 @@ _COLUMNS = [a.key for a in inspect(OutboxRow).column_attrs if a.key != "raw"]
 
 def render(row: OutboxRow, composer: Composer, settings: Settings, now: datetime) -> bytes:
     """The one place that turns an outbox row into the bytes of its mail."""
-    ctx: dict[str, Any] = dict(row.context)
+    ctx: dict[str, Any] = row.full_context()  # a copy: the pops below leave the row alone
     reply_to = None
     if row.ticket_id is not None and row.reply_token:
         # The address of the ticket's own desk, as the writer put it in the context.
@@ -110,7 +110,9 @@ class RenderPool:
         if not rows:
             return []
         if self.processes > 0 and not self._closed:
-            data = [{k: getattr(r, k) for k in _COLUMNS} for r in rows]
+            # The worker has no database: each row goes with its whole context.
+            data = [{**{k: getattr(r, k) for k in _COLUMNS}, "context": r.full_context(),
+                     "shared_context": None} for r in rows]
             try:
                 fut = self._pool().submit(_render_remote, data, now)
                 return await asyncio.wrap_future(fut)

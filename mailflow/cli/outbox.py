@@ -30,7 +30,7 @@ OUTBOX_STYLES = {"failed": "red", "pending": "yellow", "sending": "cyan", "sent"
 
 def _outbox_dict(prefix: str, o: OutboxRow) -> dict[str, Any]:
     # The writer put the reference of the ticket's own desk into the context.
-    named = (o.context or {}).get("ticket", {}).get("ref") if o.ticket_id else None
+    named = o.full_context().get("ticket", {}).get("ref") if o.ticket_id else None
     return {"id": o.id, "ticket": named or (ref(prefix, o.ticket_id) if o.ticket_id else None),
             "kind": o.kind, "to": o.recipient, "status": o.status, "attempts": o.attempts,
             "next_attempt_at": _iso(o.next_attempt_at), "created_at": _iso(o.created_at),

@@ -23,7 +23,6 @@ from sqlalchemy import BindParameter, Connection, Table, bindparam, case, delete
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from mailflow.linking import message_id_for
 from mailflow.store.db import _direct as direct_insert  # insert_many without a Session
 from mailflow.store.db import chunks, insert_ignore, insert_many
 from mailflow.store.models import (
@@ -73,20 +72,13 @@ from mailflow.tickets.effects import (
     StaffAnswer,
     SuppressAddress,
 )
-from mailflow.tickets.referral_rows import ReferralWrites, attach_originals, history
-from mailflow.tickets.rows import finish_context, message_row, outbox_row
+from mailflow.tickets.outbox_rows import DeskIdentity, OutboxWrites
+from mailflow.tickets.referral_rows import ReferralWrites
+from mailflow.tickets.rows import message_row, outbox_row
 
 # DeclarativeBase types __table__ as FromClause; these are Tables (update() needs one).
 _T = cast(Table, Ticket.__table__)
 _O = cast(Table, OutboxRow.__table__)
-
-
-@dataclass(frozen=True)
-class DeskIdentity:
-    """Who a ticket's mail comes from: the address and prefix of the mailbox it came in."""
-
-    support_address: str
-    prefix: str
 
 
 @dataclass(frozen=True)
@@ -187,7 +179,6 @@ class _Writer:
         self.unsuppress: set[str] = set()
         self.schedule: dict[int, datetime | None] = {}
         self.refs = ReferralWrites()
-        self.desk_of: dict[int, str | None] = {}
 
     # -- collect ------------------------------------------------------------------------
     def run(self, effects: Iterable[Effect]) -> Applied:
@@ -383,13 +374,9 @@ class _Writer:
             insert_many(s, Attachment, att_rows)
         self.refs.write(s, fix, self.now)
         if self.outbox:
-            self._desks_of([fix(q.request.ticket) for q, _ in self.outbox], fix)
-            rows = [self._outbox_row(q, row, fix) for q, row in self.outbox]
-            attaching = [r for r in rows if "attach_messages" in r["context"]]
-            if attaching:
-                attach_originals(s, attaching,
-                                 {m["dedupe_key"]: m["raw"] for m, _ in self.messages})
-            insert_many(s, OutboxRow, rows)
+            OutboxWrites(s, self.ctx).write(
+                self.outbox, {real[k]: r["desk"] for k, r in self.new.items()},
+                {m["dedupe_key"]: m["raw"] for m, _ in self.messages}, fix)
             out.queued = len(self.outbox)
         if self.events:
             for ev in self.events:
@@ -473,41 +460,3 @@ class _Writer:
         for keys, rows in groups.items():
             conn.execute(_T.update().where(_T.c.id == tid).values(
                 {k: bindparam(f"v_{k}", type_=_T.c[k].type) for k in keys}), rows)
-
-    def _desks_of(self, tids: list[int | None], fix: Any) -> None:
-        """Which desk each ticket of the queued mail belongs to: one query, and none at
-        all with a single mailbox."""
-        if not self.ctx.desks:
-            return
-        self.desk_of.update((fix(key), r["desk"]) for key, r in self.new.items())
-        wanted = sorted({t for t in tids if t is not None and t not in self.desk_of})
-        for chunk in chunks(wanted):
-            self.desk_of.update((tid, desk) for tid, desk in self.s.execute(
-                select(_T.c.id, _T.c.desk).where(_T.c.id.in_(chunk))))
-
-    def _identity(self, tid: int | None) -> DeskIdentity:
-        desk = self.desk_of.get(tid) if tid is not None else self.ctx.desk
-        found = self.ctx.desks.get(desk) if desk is not None else None
-        return found or DeskIdentity(self.ctx.support_address, self.ctx.prefix)
-
-    def _outbox_row(self, q: QueueMail, row: dict[str, Any], fix: Any) -> dict[str, Any]:
-        r = q.request
-        tid = fix(r.ticket)
-        row["ticket_id"] = tid
-        token = r.token
-        row["message_id"] = message_id_for(tid, token, self.ctx.domain)
-        if r.dedupe_key is not None:
-            row["dedupe_key"] = r.dedupe_key.replace("{ticket}", str(tid))
-        ctx = row["context"]
-        me = self._identity(tid)
-        if r.mail_from is None:
-            row["mail_from"] = me.support_address
-        finish_context(ctx, r, tid, me.support_address, me.prefix)
-        if tid is not None and r.kind == OutboxKind.REFERRAL and tid > 0 \
-                and "history" not in ctx:
-            history(self.s, tid, ctx, self.ctx.tz_name)
-        attach = list(dict.fromkeys([*r.attach, *ctx.get("attach_messages", [])]))
-        if attach:
-            ctx["attach_messages"] = attach
-        return row
-

@@ -134,6 +134,11 @@ class MailRequest:
     # the customer's originals). For a referral to a stored ticket, apply adds the
     # ticket's customer messages and its history itself.
     attach: tuple[str, ...] = ()
+    # Keys this mail shares with other mails of the same apply (an escalation step's
+    # notices): the very same mapping object in each. The template gets
+    # ``{**shared, **context}``; the writer stores the shared part once
+    # (``outbox_contexts``) instead of in every row.
+    shared: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,6 @@ def message_row(e: AddMessage, received: datetime
     }, atts)
 
 
-
 def outbox_row(r: MailRequest, support_address: str, now: datetime) -> dict[str, Any]:
     """An ``outbox`` row; its Message-ID and ticket id are fixed at write time."""
     return {
@@ -57,10 +56,11 @@ def outbox_row(r: MailRequest, support_address: str, now: datetime) -> dict[str,
         "status": str(OutboxStatus.PENDING), "attempts": 0, "next_attempt_at": now,
         "created_at": now, "reply_token": r.token, "in_reply_to": r.in_reply_to,
         "references": list(r.references), "auto_submitted": r.auto_submitted,
+        "shared_context": None,
     }
 
 
-def finish_context(ctx: dict[str, Any], r: MailRequest, tid: int | None,
+def finish_context(ctx: dict[str, Any], token: str | None, tid: int | None,
                    support_address: str, prefix: str) -> None:
     """What a template gets that only the writer knows: the ticket's reference, the
     reply address of the row's token, and the subject with exactly one tag, ours (the
@@ -72,8 +72,8 @@ def finish_context(ctx: dict[str, Any], r: MailRequest, tid: int | None,
     ctx["support_address"] = support_address  # the ticket's desk's, whoever queued it
     tref = ref(prefix, tid)
     ctx["ticket"] = {**ctx.get("ticket", {}), "ref": tref}
-    if r.token:
-        ctx["reply_address"] = reply_address(support_address, tid, r.token)
+    if token:
+        ctx["reply_address"] = reply_address(support_address, tid, token)
     if "subject" in ctx:
         ctx["subject"] = _clean_subject(str(ctx["subject"] or ""), prefix, tref)
 
