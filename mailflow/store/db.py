@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
     DateTime,
     Dialect,
@@ -120,12 +121,14 @@ def _direct(conn: Connection, table: Table, keys: tuple[str, ...],
         return False
     sql, procs, extra = plan
     columns: list[Iterable[Any]] = []
-    for key, (proc, by_value) in zip(keys, procs, strict=True):
+    for key, (proc, kind) in zip(keys, procs, strict=True):
         values = list(map(itemgetter(key), rows))
-        if proc is not None and by_value:
+        if proc is not None and kind == "timestamp":
             # Timestamps: most rows of a batch share a few ("now"), each converted once.
             converted = {v: proc(v) for v in set(values)}
             values = list(map(converted.__getitem__, values))
+        elif proc is not None and kind == "json":
+            values = _json_values(proc, values)
         elif proc is not None:
             values = list(map(proc, values))
         columns.append(values)
@@ -134,15 +137,30 @@ def _direct(conn: Connection, table: Table, keys: tuple[str, ...],
     return True
 
 
+def _json_values(proc: Any, values: list[Any]) -> list[Any]:
+    """JSON documents encoded, an empty list or object once per batch: most rows carry
+    one (an outbox row's ``references``, an event without data)."""
+    empty: dict[type, Any] = {}
+    out = []
+    for v in values:
+        if not v and (t := type(v)) in (list, dict):
+            if t not in empty:
+                empty[t] = proc(v)
+            out.append(empty[t])
+        else:
+            out.append(proc(v))
+    return out
+
+
 # The drivers the direct path knows, with their placeholder for a positional value.
 _MARKS = {("sqlite", "pysqlite"): "?", ("postgresql", "psycopg"): "%s"}
 
 
 @functools.lru_cache(maxsize=256)
 def _insert_plan(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str
-                 ) -> tuple[str, list[tuple[Any, bool]], tuple[Any, ...]] | None:
-    """The statement, each key's bind processor (and whether it converts timestamps),
-    and the plain defaults of the columns the rows leave out (None: not a plain
+                 ) -> tuple[str, list[tuple[Any, str | None]], tuple[Any, ...]] | None:
+    """The statement, each key's bind processor (and whether it converts timestamps or
+    JSON), and the plain defaults of the columns the rows leave out (None: not a plain
     insert)."""
     mark = _MARKS.get((dialect.name, dialect.driver))
     if mark is None:
@@ -150,8 +168,9 @@ def _insert_plan(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: 
     procs = []
     for k in keys:
         col = table.c[k]
-        procs.append((col.type.dialect_impl(dialect).bind_processor(dialect),
-                      _timestamps(col)))
+        kind = ("timestamp" if _timestamps(col)
+                else "json" if isinstance(col.type, JSON) else None)
+        procs.append((col.type.dialect_impl(dialect).bind_processor(dialect), kind))
     names = list(keys)
     extra = []
     for col in table.c:
