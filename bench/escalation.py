@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import Text, cast, create_engine, func, insert, select, text
 
 from mailflow import config as config_mod
 from mailflow.escalation_chain import plan_steps
@@ -43,7 +43,13 @@ from mailflow.scheduler import Scheduler, _load
 from mailflow.sla_history import facts_of
 from mailflow.slaclock import ticket_clocks
 from mailflow.store.db import make_engine, upgrade
-from mailflow.store.models import EscalationStep, Ticket, TicketEvent
+from mailflow.store.models import (
+    EscalationStep,
+    OutboxContext,
+    OutboxRow,
+    Ticket,
+    TicketEvent,
+)
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday afternoon
@@ -182,8 +188,14 @@ def run(url: str, args: argparse.Namespace, work: Path) -> None:
         fired_rows = s.scalar(select(func.count()).select_from(EscalationStep))
         left = s.scalar(select(func.count()).select_from(Ticket)
                         .where(Ticket.next_due_at <= NOW))
+        # What the mails' contexts cost in bytes: per row, and stored once (shared).
+        ctx_bytes = s.scalar(select(func.sum(func.length(cast(OutboxRow.context, Text)))))
+        shared, shared_bytes = s.execute(select(
+            func.count(), func.sum(func.length(cast(OutboxContext.context, Text))))).one()
     print(f"tick: {res.looked} due tickets, {len(res.fired)} steps fired ({fired_rows} rows), "
           f"{res.queued} mails queued, {left} still due")
+    print(f"  mail contexts: {ctx_bytes or 0:,} bytes in the outbox rows, {shared or 0:,} "
+          f"shared contexts of {shared_bytes or 0:,} bytes")
     print(f"  total {total * 1000:.0f} ms = pure clocks/steps {pure * 1000:.0f} ms "
           f"({steps} steps) + query and state changes {(total - pure) * 1000:.0f} ms")
     t0 = time.perf_counter()
