@@ -223,27 +223,44 @@ class OutboxSender:
                         report: DeliveryReport, marks: _Marks, failures: int) -> int:
         """Send ``held`` in order, taking each row out as it goes to the server; return
         the connection's temporary failures in a row. A row in flight is never handed
-        back: if we stop there, it waits for its lease (it may have been delivered)."""
-        while held:
-            row = held.pop(0)
-            assert row.raw is not None
-            try:
-                answer = await smtp.send(row.mail_from, row.recipient, row.raw)
-            except DeliveryError as exc:
-                await self._in_db(self._record_failure, [row], exc, report)
-                if exc.permanent:
+        back: if we stop there, it waits for its lease (it may have been delivered).
+
+        A mail's DATA goes out only once the previous mail's mark is committed: at most
+        one mail per connection is ever delivered and not yet recorded. Its MAIL and
+        RCPT do not wait (the server takes nothing before DATA ends), so the mark's
+        commit overlaps their round trips instead of adding to every mail."""
+        marking: asyncio.Task[None] | None = None  # the previous mail's mark
+        try:
+            while held:
+                row = held.pop(0)
+                assert row.raw is not None
+                try:
+                    await smtp.start(row.mail_from, row.recipient, row.raw)
+                    if marking is not None:
+                        try:
+                            await marking
+                        except BaseException:
+                            held.insert(0, row)  # never sent: back to the queue
+                            raise
+                        finally:
+                            marking = None
+                    answer = await smtp.finish(row.recipient, row.raw)
+                except DeliveryError as exc:
+                    await self._in_db(self._record_failure, [row], exc, report)
+                    if exc.permanent:
+                        continue
+                    failures += 1
+                    if "connection" in str(exc).lower():
+                        raise _Dropped from None
+                    if failures >= _CONNECTION_TRIES or not held:
+                        return failures
+                    await asyncio.sleep(_CONNECTION_PAUSE * 2 ** (failures - 1))
                     continue
-                failures += 1
-                if "connection" in str(exc).lower():
-                    raise _Dropped from None
-                if failures >= _CONNECTION_TRIES or not held:
-                    return failures
-                await asyncio.sleep(_CONNECTION_PAUSE * 2 ** (failures - 1))
-                continue
-            failures = 0
-            # The next mail leaves only once this one is marked: at most one mail per
-            # connection is ever delivered and not yet recorded.
-            await marks.add((row, answer))
+                failures = 0
+                marking = asyncio.create_task(marks.add((row, answer)))
+        finally:
+            if marking is not None:
+                await marking
         return failures
 
     def _prepare(self, ids: list[int], report: DeliveryReport) -> list[OutboxRow]:

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from email.utils import parseaddr
 from types import TracebackType
+from typing import NoReturn
 
 import aiosmtplib
 
@@ -79,27 +81,31 @@ class SmtpTransport:
         Every failure is a :class:`DeliveryError`: one mail that cannot be sent (an
         address the server cannot take) fails alone and never stops the others.
         """
+        await self.start(mail_from, recipient, raw)
+        return await self.finish(recipient, raw)
+
+    async def start(self, mail_from: str, recipient: str, raw: bytes) -> None:
+        """MAIL and RCPT of one message. The server takes nothing before the end of
+        DATA (``finish``), so the outbox sends these while the previous mail's "sent"
+        mark is still being committed: the mark's latency off the critical path, and
+        still at most one delivered-but-unmarked mail per connection."""
         assert self.client is not None, "use `async with SmtpTransport(...)`"
         sender, rcpt, options = await self._envelope(mail_from, recipient, raw)
-        try:
-            return await self._transaction(sender, rcpt, raw, options)
-        except (ValueError, UnicodeError) as exc:
-            # aiosmtplib refuses what it cannot write on a command line; a mail it
-            # cannot send now it will never send.
-            raise DeliveryError(f"cannot send to {recipient!r}: {exc}", permanent=True) from None
-        except aiosmtplib.SMTPNotSupported as exc:
-            raise DeliveryError(f"{exc}", permanent=True) from None
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            r = exc.recipients[0]
-            raise DeliveryError(f"{r.code} {r.message}", permanent=r.code >= 500) from None
-        except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP connection failed: {exc}", permanent=False) from None
+        with _as_delivery_error(recipient):
+            await self._mail_rcpt(sender, rcpt, raw, options)
 
-    async def _transaction(self, sender: str, rcpt: str, raw: bytes,
-                           options: list[str]) -> str:
-        """MAIL, RCPT and DATA for one recipient through aiosmtplib's public commands.
+    async def finish(self, recipient: str, raw: bytes) -> str:
+        """DATA after ``start``: the message; the server's 250 line."""
+        assert self.client is not None, "use `async with SmtpTransport(...)`"
+        with _as_delivery_error(recipient):
+            try:
+                return (await self.client.data(raw)).message
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._refused(aiosmtplib.SMTPResponse(exc.code, exc.message))
+
+    async def _mail_rcpt(self, sender: str, rcpt: str, raw: bytes,
+                         options: list[str]) -> None:
+        """MAIL and RCPT for one recipient through aiosmtplib's public commands.
 
         What ``SMTP.sendmail`` does, without its per-mail overhead on the sender's one
         event loop (bench/RESULTS.md, end to end): it parses both addresses twice more
@@ -122,13 +128,13 @@ class SmtpTransport:
             b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *opts)
         if answer.code == 250:
             answer = await client.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
-        if answer.code in (250, 251):
-            try:
-                return (await client.data(raw)).message
-            except aiosmtplib.SMTPResponseException as exc:
-                answer = aiosmtplib.SMTPResponse(exc.code, exc.message)
-        # Refused: reset the envelope for the next mail, as sendmail does.
-        if client.is_connected:
+        if answer.code not in (250, 251):
+            await self._refused(answer)
+
+    async def _refused(self, answer: aiosmtplib.SMTPResponse) -> NoReturn:
+        """Reset the envelope for the next mail (as ``sendmail`` does), then raise."""
+        client = self.client
+        if client is not None and client.is_connected:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.rset()
         raise DeliveryError(f"{answer.code} {answer.message}", permanent=answer.code >= 500)
@@ -158,6 +164,23 @@ class SmtpTransport:
                 f"{self.settings.host} does not offer SMTPUTF8: cannot be delivered",
                 permanent=True)
         return sender, rcpt, ["SMTPUTF8"]
+
+
+@contextlib.contextmanager
+def _as_delivery_error(recipient: str) -> Iterator[None]:
+    """Whatever aiosmtplib raises, as the two kinds of failure the outbox acts on."""
+    try:
+        yield
+    except (ValueError, UnicodeError) as exc:
+        # aiosmtplib refuses what it cannot write on a command line; a mail it
+        # cannot send now it will never send.
+        raise DeliveryError(f"cannot send to {recipient!r}: {exc}", permanent=True) from None
+    except aiosmtplib.SMTPNotSupported as exc:
+        raise DeliveryError(f"{exc}", permanent=True) from None
+    except aiosmtplib.SMTPResponseException as exc:
+        raise DeliveryError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"SMTP connection failed: {exc}", permanent=False) from None
 
 
 def _wire_size(raw: bytes) -> int:

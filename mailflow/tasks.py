@@ -147,14 +147,29 @@ class ObservedSmtp:
         await self.inner.__aexit__(*exc)
 
     async def send(self, mail_from: str, recipient: str, raw: bytes) -> str:
+        await self.start(mail_from, recipient, raw)
+        return await self.finish(recipient, raw)
+
+    async def start(self, mail_from: str, recipient: str, raw: bytes) -> None:
+        """MAIL and RCPT (the outbox sends DATA once the previous mail is marked)."""
         try:
-            answer = await self.inner.send(mail_from, recipient, raw)
+            await self.inner.start(mail_from, recipient, raw)
         except DeliveryError as exc:
-            if not exc.permanent:
-                self.state.failed(str(exc), self.clock.now())
+            self._failed(exc)
+            raise
+
+    async def finish(self, recipient: str, raw: bytes) -> str:
+        try:
+            answer = await self.inner.finish(recipient, raw)
+        except DeliveryError as exc:
+            self._failed(exc)
             raise
         self.state.succeeded(self.clock.now())
         return answer
+
+    def _failed(self, exc: DeliveryError) -> None:
+        if not exc.permanent:
+            self.state.failed(str(exc), self.clock.now())
 
 
 def observe_sender(app: App, state: PartState) -> None:

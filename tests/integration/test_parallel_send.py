@@ -67,14 +67,17 @@ class _Counting(SmtpTransport):
         self.sent = 0
         _Counting.opened.append(self)
 
-    async def send(self, mail_from: str, recipient: str, raw: bytes) -> str:
+    async def start(self, mail_from: str, recipient: str, raw: bytes) -> None:
         if self.trouble == "drop" and self.sent == 2:
             assert self.client is not None
             self.client.close()  # the connection goes away in the middle of a batch
         if self.trouble == "4xx":
             # A server throttling this one connection answers every mail with a 4xx.
             raise DeliveryError("451 4.7.0 too many messages, slow down", permanent=False)
-        answer = await super().send(mail_from, recipient, raw)
+        await super().start(mail_from, recipient, raw)
+
+    async def finish(self, recipient: str, raw: bytes) -> str:
+        answer = await super().finish(recipient, raw)
         self.sent += 1
         return answer
 

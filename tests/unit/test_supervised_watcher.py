@@ -72,9 +72,11 @@ class _Smtp:
     async def __aexit__(self, *exc: Any) -> None:
         return None
 
-    async def send(self, mail_from: str, recipient: str, raw: bytes) -> str:
+    async def start(self, mail_from: str, recipient: str, raw: bytes) -> None:
         if self.fail:
             raise self.fail
+
+    async def finish(self, recipient: str, raw: bytes) -> str:
         return "250 OK"
 
 
