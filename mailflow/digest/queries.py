@@ -10,7 +10,8 @@ medians and percentiles need the day's sorted durations. The definitions are tho
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,12 +98,22 @@ def _within(s: Session, later: Any, earlier: Any, seconds: float) -> ColumnEleme
     return later <= earlier + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
 
-def for_large_reads(s: Session) -> None:
+@contextmanager
+def large_reads(s: Session) -> Iterator[None]:
     """The digest reads a month of rows once a day: on SQLite, map the file and sort
-    in memory for this connection instead of paging through a 2 MB cache."""
-    if s.get_bind().dialect.name == "sqlite":
+    in memory for this connection instead of paging through a 2 MB cache. Undone after:
+    the connection goes back to the pool, and a mapped database counts in the daemon's
+    resident memory for as long as the mapping lasts."""
+    sqlite = s.get_bind().dialect.name == "sqlite"
+    if sqlite:
         s.execute(text("PRAGMA mmap_size=4294967296"))
         s.execute(text("PRAGMA temp_store=MEMORY"))
+    try:
+        yield
+    finally:
+        if sqlite:
+            s.execute(text("PRAGMA mmap_size=0"))
+            s.execute(text("PRAGMA temp_store=DEFAULT"))
 
 
 def has_clocks(s: Session) -> bool:

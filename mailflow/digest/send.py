@@ -65,8 +65,12 @@ def params(settings: Settings) -> Params:
 def read(s: Session, day: date, p: Params, now: datetime) -> tuple[Inputs, Month]:
     """One day's inputs: the day's tickets as records, everything else aggregated; the
     earlier days from their stored figures where those still hold (:mod:`.stored`)."""
+    with q.large_reads(s):
+        return _read(s, day, p, now)
+
+
+def _read(s: Session, day: date, p: Params, now: datetime) -> tuple[Inputs, Month]:
     tz = ZoneInfo(p.tz)
-    q.for_large_reads(s)
     w = day_window(day, tz)
     daily = stored.month(s, day - timedelta(days=30), day, tz, p.fcr_window, p.early, now)
     esc_w = Window(day_window(day - timedelta(days=29), tz).start, w.end)
