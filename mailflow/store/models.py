@@ -193,10 +193,10 @@ class OutboxContext(Base):
     """Template context that several outbox rows share, stored once.
 
     An escalation tick queues thousands of notices whose contexts differ only in a few
-    keys (the role, the customer's address): storing the common part once per step
-    halves the bytes the tick writes. Written by the one writer in the same transaction
-    as the rows that refer to it; never changed afterwards, never deleted (a row's mail
-    must render the same at its last retry as at its first).
+    keys (the role, the customer's address): the common part is stored once per step
+    (29 % fewer context bytes per tick, bench/RESULTS.md). Written by the one writer in
+    the same transaction as the rows that refer to it; never changed afterwards, never
+    deleted (a row's mail must render the same at its last retry as at its first).
     """
 
     __tablename__ = "outbox_contexts"
