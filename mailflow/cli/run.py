@@ -23,6 +23,9 @@ def run(ctx: click.Context, once: bool) -> None:
     On SQLite only one process runs at a time (``--once`` included): a second one is
     refused at once, naming the one that runs.
     """
+    from mailflow.memory import fewer_malloc_arenas
+
+    fewer_malloc_arenas()  # before any thread starts (mailflow/memory.py says why)
     settings = _settings(ctx)
     with exclusive(settings.database_url):
         _run(settings, once)
