@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from mailflow.accounts import apply_context
@@ -78,21 +78,33 @@ def backoff(attempts: int, initial: timedelta, cap: timedelta) -> timedelta:
 
 def claim(sessions: sessionmaker[Session], now: datetime, lease: timedelta,
           limit: int = 100) -> list[int]:
-    """Lease up to ``limit`` due rows; one UPDATE ... RETURNING, so a row is never
-    handed to two claimers (SQLite: under its write lock; PostgreSQL: SKIP LOCKED)."""
-    due = or_(
-        and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now),
-        # A sender died holding these: its lease ran out.
-        and_(OutboxRow.status == SENDING, OutboxRow.lease_until < now),
-    )
+    """Lease up to ``limit`` due rows, those due longest first; an UPDATE ... RETURNING
+    per kind of due row, so a row is never handed to two claimers (SQLite: under its
+    write lock; PostgreSQL: SKIP LOCKED).
+
+    Two statements, not one with OR: with OR, SQLite collected every due row and sorted
+    them for each claim of 20 (a backlog of 50,000 mails sorted 2,500 times); each
+    half alone reads ``ix_outbox_status_next_attempt_at`` in order and stops at the
+    limit."""
     table = OutboxRow.__table__
-    pick = (select(OutboxRow.id).where(due).order_by(OutboxRow.id).limit(limit)
-            .with_for_update(skip_locked=True).scalar_subquery())
+    kinds = (
+        # A sender died holding these: its lease ran out. Rare, so first.
+        (and_(OutboxRow.status == SENDING, OutboxRow.lease_until < now), (OutboxRow.id,)),
+        (and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now),
+         (OutboxRow.next_attempt_at, OutboxRow.id)),
+    )
+    ids: list[int] = []
     with transaction(sessions) as s:
-        ids = s.connection().execute(
-            update(table).where(table.c.id.in_(pick))
-            .values(status=SENDING, lease_until=now + lease, attempts=table.c.attempts + 1)
-            .returning(table.c.id)).scalars().all()
+        for due, order in kinds:
+            if len(ids) >= limit:
+                break
+            pick = (select(OutboxRow.id).where(due).order_by(*order).limit(limit - len(ids))
+                    .with_for_update(skip_locked=True).scalar_subquery())
+            ids += s.connection().execute(
+                update(table).where(table.c.id.in_(pick))
+                .values(status=SENDING, lease_until=now + lease,
+                        attempts=table.c.attempts + 1)
+                .returning(table.c.id)).scalars().all()
     return sorted(ids)
 
 

@@ -95,3 +95,28 @@ def test_sender_crash_after_claim_resends_once_after_lease(stack: MailStack, sql
     assert asyncio.run(app.sender.deliver_due()).sent == [1]
     assert asyncio.run(app.sender.deliver_due()).sent == []
     assert len(stack.wait_for(CUSTOMER, 1)) == 1
+
+
+def test_claims_take_the_mail_due_longest_first_and_expired_leases(
+        stack: MailStack, db_url: str, make_app) -> None:
+    """Each claim reads the due index in order (no sort of the whole backlog): rows due
+    longest first, ties by id, and rows of a dead sender whose lease ran out."""
+    from sqlalchemy import update
+
+    clock = FrozenClock()
+    app = make_app(stack, db_url, clock)
+    stack.append(SUPPORT, [mail(sender=f"C{i} <c{i}@example.test>", subject=f"m{i}")
+                           for i in range(5)])
+    app.watchers()[0].cycle()
+    now = clock.now()
+    with app.sessions.begin() as s:  # row 4 has waited longest; row 2 was being sent
+        s.execute(update(OutboxRow).where(OutboxRow.id == 4)
+                  .values(next_attempt_at=now - timedelta(hours=1)))
+        s.execute(update(OutboxRow).where(OutboxRow.id == 5)
+                  .values(next_attempt_at=now + timedelta(hours=1)))
+        s.execute(update(OutboxRow).where(OutboxRow.id == 2)
+                  .values(status="sending", lease_until=now - timedelta(seconds=1)))
+    lease = app.settings.outbox.lease
+    assert claim(app.sessions, now, lease, limit=2) == [2, 4]
+    assert claim(app.sessions, now, lease, limit=2) == [1, 3]
+    assert claim(app.sessions, now, lease, limit=2) == []  # row 5 is not due yet
