@@ -37,7 +37,7 @@ from mailflow.smtp import DeliveryError, SmtpTransport
 from mailflow.store.db import transaction
 from mailflow.store.models import OutboxRow, Suppression
 from mailflow.tickets import CUSTOMER_KINDS, OutboxStatus
-from mailflow.tickets.apply import ApplyContext, apply, apply_marks
+from mailflow.tickets.apply import ApplyContext, apply
 from mailflow.tickets.effects import (
     Effect,
     LiftSuppression,
@@ -46,6 +46,7 @@ from mailflow.tickets.effects import (
     MailRetry,
     MailSent,
 )
+from mailflow.tickets.marks import apply_marks
 
 log = logging.getLogger(__name__)
 

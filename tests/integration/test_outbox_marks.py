@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from mailflow.store.db import make_engine, session_factory, transaction, upgrade
 from mailflow.store.models import OutboxRow, Ticket, TicketEvent
-from mailflow.tickets.apply import ApplyContext, apply, apply_marks
+from mailflow.tickets.apply import ApplyContext, apply
 from mailflow.tickets.effects import MailSent
+from mailflow.tickets.marks import apply_marks
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 25, 12, 5, 0, 123456, tzinfo=UTC)
