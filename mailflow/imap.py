@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
@@ -43,6 +43,7 @@ from mailflow.liveness import PartState
 from mailflow.preparepool import PreparePool
 from mailflow.store.db import transaction
 from mailflow.store.models import MailboxCheckpoint
+from mailflow.uidwindows import oldest_uid, uid_windows
 
 log = logging.getLogger(__name__)
 
@@ -227,35 +228,16 @@ class MailboxWatcher:
                       if u >= lo and (hi is None or u <= hi))
 
     def _fresh(self, client: IMAPClient, lo: int, uidnext: int) -> Iterator[list[int]]:
-        """The new mail in batches, searched a window of UIDs at a time: a backlog of
-        100,000 mails is never one SEARCH answer held in memory. Mail arriving meanwhile
-        (UIDNEXT and up) waits for the next cycle, as it always did."""
+        """The new mail in batches, searched a window of UIDs at a time (uidwindows.py)."""
         size = self.imap.batch_size
-        window = 10 * size
-        if uidnext <= 0:  # no UIDNEXT from the server: one search, as before
-            found = self._unprocessed(client, lo, None)
+        spans: Iterable[tuple[int, int | None]] = [(lo, None)]  # no UIDNEXT: one search
+        if uidnext > 0:
+            if uidnext - lo > 10 * size:  # first look or rescan: start at the oldest mail
+                lo = max(lo, oldest_uid(client))
+            spans = uid_windows(lo, uidnext, 10 * size)
+        for first, last in spans:
+            found = self._unprocessed(client, first, last)
             yield from (found[i : i + size] for i in range(0, len(found), size))
-            return
-        if uidnext - lo > window:  # first look or rescan: start at the oldest mail
-            lo = max(lo, self._oldest_uid(client))
-        while lo < uidnext:
-            hi = min(lo + window, uidnext) - 1
-            found = self._unprocessed(client, lo, hi)
-            yield from (found[i : i + size] for i in range(0, len(found), size))
-            lo = hi + 1
-
-    @staticmethod
-    def _oldest_uid(client: IMAPClient) -> int:
-        """The UID of message 1: a folder whose UIDs start in the millions (mail moved
-        away as processed) is not searched window by empty window from UID 1."""
-        client.use_uid = False
-        try:
-            found = client.fetch([1], ["UID"])
-        except IMAPClientError:
-            return 1  # an empty folder
-        finally:
-            client.use_uid = True
-        return min((int(v[b"UID"]) for v in found.values()), default=1)
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> list[Fetched]:
         data = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE", "FLAGS"])
