@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from mailflow.business_index import BusinessIndex, Period
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Searching further than this for open time means the calendar has (practically) none.
 _MAX_SEARCH_DAYS = 3 * 366
@@ -110,6 +112,9 @@ class BusinessCalendar:
     # again (every clock of every due ticket), and zoneinfo conversions dominate.
     _days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    # Open periods with the open time before each: "N hours after t" by bisection.
+    _index: BusinessIndex = field(default_factory=BusinessIndex, init=False, repr=False,
+                                  compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if len(self.weekly) != 7:
@@ -234,6 +239,14 @@ def open_intervals(cal: BusinessCalendar, since: datetime,
         yield max(a, since), b if until is None else min(b, until)
 
 
+def _periods_from(cal: BusinessCalendar, t: datetime) -> tuple[datetime, Iterator[Period]]:
+    """For the index: every open period ending after the returned instant (a month
+    before ``t``, so nearby earlier questions need no new start), in order."""
+    day = t.astimezone(cal.tz).date() - timedelta(days=31)
+    # From the day before: a night shift that started then runs into ``day``.
+    return _utc(day, time(0), cal.tz), _merged(cal, day - timedelta(days=1))
+
+
 def _aware(instant: datetime) -> datetime:
     """UTC; a naive datetime would silently mean the machine's zone, so it is refused."""
     if instant.tzinfo is None or instant.utcoffset() is None:
@@ -257,19 +270,19 @@ def add_business_time(cal: BusinessCalendar, start: datetime, amount: timedelta)
     start = _aware(start)
     if amount <= timedelta(0):
         return start
-    left = amount
-    for a, b in open_intervals(cal, start):
-        if b - a >= left:
-            return a + left
-        left -= b - a
-    raise AssertionError("unreachable: open_intervals is endless or raises")
+    if cal.always_open:
+        return start + amount
+    return cal._index.add(functools.partial(_periods_from, cal), start, amount)
 
 
 def business_time_between(cal: BusinessCalendar, start: datetime, end: datetime) -> timedelta:
     """Business time from ``start`` to ``end``; negative when ``end`` is earlier."""
+    start, end = _aware(start), _aware(end)
     if end < start:
         return -business_time_between(cal, end, start)
-    return sum((b - a for a, b in open_intervals(cal, start, end)), timedelta(0))
+    if cal.always_open:
+        return end - start
+    return cal._index.between(functools.partial(_periods_from, cal), start, end)
 
 
 def add_business_seconds(cal: BusinessCalendar, start: datetime, seconds: float) -> datetime:

@@ -34,7 +34,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from mailflow.businesshours import BusinessCalendar, business_time_between, open_intervals
+from mailflow.businesshours import (
+    BusinessCalendar,
+    add_business_time,
+    business_time_between,
+)
 from mailflow.classify.groups import Group
 from mailflow.sla_policy import Policy, SlaConfig, Target, parse_target
 from mailflow.slafacts import (
@@ -167,10 +171,14 @@ def instant_at(clock: ClockState, amount: timedelta) -> datetime | None:
     if clock.open_from is not None:
         spans.append((clock.open_from, None))
     for a, b in spans:
-        for x, y in open_intervals(clock.calendar, a, b):
-            if y - x >= left:
-                return x + left
-            left -= y - x
+        if b is not None:
+            if b <= a:
+                continue
+            inside = business_time_between(clock.calendar, a, b)
+            if inside < left:
+                left -= inside
+                continue
+        return add_business_time(clock.calendar, a, left)
     return None
 
 
