@@ -11,6 +11,7 @@ so a step fires once per ticket and clock episode, also across restarts and work
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -140,6 +141,46 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
               "age_seconds": int((c.now - c.created_at).total_seconds()),
               "moment": due.moment.isoformat(), "reason": due.reason, "mails": mails}))
     return fx
+
+
+def fold_step_mails(fired: list[tuple[str, list[Effect]]]) -> list[Effect]:
+    """The effects of the steps one ticket fires in one tick (in firing order), each
+    person mailed once: the mail of the last step wins.
+
+    Steps fire together when their moments passed while nothing ran (downtime; the demo's
+    jump of two hours). A reminder that the first response is due in an hour is wrong
+    by the time it goes out beside the notice that it was missed; the customer should
+    not get two "escalated" updates at the same instant either. Every step still fires
+    and keeps its ``escalated`` event; a folded mail stays in that event's list, marked
+    ``superseded_by`` the step whose mail went instead. Referrals are never folded."""
+    if len(fired) < 2:
+        return [e for _, fx in fired for e in fx]
+    last: dict[str, str] = {}  # recipient -> the last step that mails them
+    for name, fx in fired:
+        for e in fx:
+            if _foldable(e):
+                last[e.request.recipient] = name  # type: ignore[union-attr]
+    out: list[Effect] = []
+    for name, fx in fired:
+        for e in fx:
+            if _foldable(e) and last[e.request.recipient] != name:  # type: ignore[union-attr]
+                continue
+            if isinstance(e, Note) and e.kind == EventKind.ESCALATED:
+                mails = [m if last.get(m["to"], name) == name else
+                         {**m, "superseded_by": last[m["to"]]}
+                         for m in e.data.get("mails", ())]
+                e = dataclasses.replace(e, data={**e.data, "mails": mails})
+            out.append(e)
+    return out
+
+
+def _foldable(e: Effect) -> bool:
+    """An escalation step's own notice or customer update (``step_effects``)."""
+    return (isinstance(e, QueueMail) and e.request.template in _STEP_TEMPLATES
+            and (e.request.dedupe_key or "").startswith("esc:"))
+
+
+_STEP_TEMPLATES = frozenset({"escalation-notice", "status-escalated"})
 
 
 def _next_update(c: StepContext) -> str | None:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailflow.accounts import apply_context
 from mailflow.classify.groups import GroupsConfig
 from mailflow.config import Settings
-from mailflow.escalation import StepContext, request_effects, step_effects
+from mailflow.escalation import StepContext, fold_step_mails, request_effects, step_effects
 from mailflow.escalation_chain import StepKey, plan_steps
 from mailflow.linking import new_token
 from mailflow.policies import Policies, PoliciesHolder
@@ -133,11 +133,12 @@ class Scheduler:
             changed = False
             ctx = StepContext(t, r.created_at, tc, pol.groups, pol.escalation, tier, now)
             plan = plan_steps(pol.escalation, tc, done, now)
+            fired_now: list[tuple[str, list[Effect]]] = []
             for due in plan.due:
                 # A new referral's token: only a step that refers needs one.
                 refers = any(a.kind == "refer-fallback" for a in due.step.actions)
                 fx = step_effects(due, ctx, self.token() if refers else "")
-                effects += fx
+                fired_now.append((due.step.name, fx))
                 done.add(due.key)
                 steps.append({"ticket_id": r.id, "chain": due.key.chain,
                               "step": due.key.step, "clock": due.key.clock,
@@ -146,6 +147,7 @@ class Scheduler:
                 changed |= any(isinstance(e, SetSeverity | Refer) for e in fx)
                 log.info("escalation: ticket %s step %s (%s)%s", r.id, due.key.step,
                          due.reason, " [late]" if due.late else "")
+            effects += fold_step_mails(fired_now)
             for eid, asked in requests.get(r.id, ()):
                 key = StepKey("request", f"request-{eid}", "request", 0)
                 if key in done:

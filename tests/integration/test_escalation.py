@@ -183,6 +183,19 @@ def test_steps_missed_during_downtime_fire_once_each_in_order_marked_late(
     # Down for three hours: every step is due, long ago.
     fired = _step(app, clock, sched, T0 + timedelta(hours=3))
     assert fired == [(1, "remind", True), (1, "missed", True), (1, "manager", True)]
+    # Fired together, each person is mailed once, the last step's mail: the leader gets
+    # the "missed" notice, not also a reminder that the response is due soon.
+    leader = stack.messages("other@example.test")
+    assert len(leader) == 1 and b"missed" in leader[0]
+    assert len(stack.messages(CUSTOMER)) == 2  # the acknowledgment, one "escalated"
+    with app.sessions() as s:
+        events = s.scalars(select(TicketEvent).where(TicketEvent.kind == "escalated")
+                           .order_by(TicketEvent.id)).all()
+        assert [e.data["step"] for e in events] == ["remind", "missed", "manager"]
+        assert events[0].data["mails"] == [{"to": "other@example.test",
+                                             "template": "escalation-notice",
+                                             "role": "reminder to the owner",
+                                             "superseded_by": "missed"}]
     # A second scheduler (a restart) finds nothing left to fire.
     again = Scheduler(app.settings, app.sessions)
     assert _step(app, clock, again, T0 + timedelta(hours=3, seconds=1)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from mailflow.classify.groups import load_groups
 from mailflow.escalation import (
     MAX_SNOOZE,
     StepContext,
+    fold_step_mails,
     manual_effects,
     snooze_effects,
     step_effects,
@@ -18,7 +20,7 @@ from mailflow.escalation_chain import due_steps, load_escalation
 from mailflow.linking import TicketFacts
 from mailflow.sla_history import EventRow, facts_of
 from mailflow.sla_policy import load_sla
-from mailflow.slaclock import Snoozed, ticket_clocks
+from mailflow.slaclock import Snoozed, accept_objectives, ticket_clocks
 from mailflow.tickets import EventKind, OutboxKind
 from mailflow.tickets.effects import MailRequest, Note, QueueMail, Refer, SetSeverity
 from mailflow.tickets.referral import TierPolicy
@@ -97,3 +99,44 @@ def test_due_step_actions_become_effects() -> None:
     for d in raise_step:
         assert any(isinstance(e, SetSeverity) and e.severity == 2
                    for e in step_effects(d, ctx, "tok000000003"))
+
+
+def test_steps_fired_together_mail_each_person_once_the_last_step_wins() -> None:
+    """Down for three days: every first-response and accept step of a ticket referred to
+    a vendor is due at once. Each still fires with its event, but the owner group, the leader and
+    the customer get one mail each (the last step's), the referral to the fallback is
+    kept, and each folded mail is named in its step's event as superseded."""
+    sla = load_sla(RULES, tz=UTC)
+    esc = load_escalation(RULES)
+    events = [EventRow("opened", NOW - timedelta(days=3),
+                       {"severity": 3, "category": "technical", "owner_group": "vendor-acme"}),
+              EventRow("note", NOW - timedelta(days=3),
+                       {"what": "referred", "group": "vendor-acme"})]
+    tc = ticket_clocks(facts_of(events, "c@x.test", {}), sla, NOW,
+                       accept_objectives(GROUPS.groups))
+    due = due_steps(esc, tc, set(), NOW)
+    ctx = StepContext(replace(T, owner_group="vendor-acme"), NOW - timedelta(days=3), tc, GROUPS, esc, TIER, NOW)
+    fired = [(d.step.name, step_effects(d, ctx, f"tok{i:09d}")) for i, d in enumerate(due)]
+    separately = [m for _, fx in fired for m in _mails(fx)]
+    folded = fold_step_mails(fired)
+    mails = _mails(folded)
+    step_mails = [m for m in mails if m.template in ("escalation-notice", "status-escalated")]
+    # Without folding someone would have been mailed twice: the test means something.
+    assert len({m.recipient for m in separately}) < len(separately)
+    assert len({m.recipient for m in step_mails}) == len(step_mails)
+    assert {m.recipient for m in step_mails} == {
+        m.recipient for m in separately if m.template in ("escalation-notice",
+                                                         "status-escalated")}
+    # The referral to the fallback (tier 2) is never folded.
+    referrals = [m for m in separately if m.kind == OutboxKind.REFERRAL]
+    assert [m.recipient for m in referrals] == ["tier2@example.test"]
+    assert [m for m in mails if m.kind == OutboxKind.REFERRAL] == referrals
+    notes = [e for e in folded if isinstance(e, Note) and e.kind == EventKind.ESCALATED]
+    assert [n.data["step"] for n in notes] == [d.step.name for d in due]
+    superseded = [m for n in notes for m in n.data["mails"] if "superseded_by" in m]
+    assert len(superseded) == len(separately) - len(mails)
+    kept_by = {m.recipient: m.dedupe_key for m in step_mails}
+    for m in superseded:
+        assert kept_by[m["to"]] is not None and f":{m['superseded_by']}:" in kept_by[m["to"]]
+    # One step alone is left as it is.
+    assert fold_step_mails(fired[:1]) == fired[0][1]
