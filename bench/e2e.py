@@ -31,21 +31,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import multiprocessing as mp
 import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +50,7 @@ import aiosmtplib
 from sqlalchemy import select
 
 from bench.ingest import _body, raw_fetch_rate
+from bench.servers import server
 from mailflow import config as config_mod
 from mailflow.app import build
 from mailflow.daemon import run_once
@@ -127,51 +123,6 @@ def make_mailbox(n: int, people: list[str], seed: int = 16) -> list[bytes]:
             body = text
         out.append(("\r\n".join(head) + "\r\n\r\n" + body).encode())
     return out
-
-
-# -- servers in processes of their own -----------------------------------------------------------
-
-class _Sink:
-    """aiosmtpd handler that accepts and drops every mail."""
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        return "250 OK dropped"
-
-
-def _serve(kind: str, root: str, users: list[str], conn: Connection) -> None:
-    # Stopped with SIGTERM too (an interrupted run): Dovecot must not outlive us.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if kind == "stack":
-        stack = MailStack.create(Path(root), users=users).start()
-        try:
-            conn.send({"imap": stack.imap_port, "smtp": stack.smtp_port})
-            conn.recv()
-        finally:
-            stack.stop()
-    else:
-        from aiosmtpd.controller import Controller
-
-        from mailflow.mailstack import free_port
-
-        ctl = Controller(_Sink(), hostname="127.0.0.1", port=free_port())
-        ctl.start()
-        try:
-            conn.send({"smtp": ctl.port})
-            conn.recv()
-        finally:
-            ctl.stop()
-
-
-@contextmanager
-def server(kind: str, root: Path, users: list[str]) -> Iterator[dict[str, int]]:
-    ours, theirs = mp.Pipe()
-    proc = mp.get_context("fork").Process(target=_serve, args=(kind, str(root), users, theirs))
-    proc.start()
-    try:
-        yield ours.recv()
-    finally:
-        ours.send("stop")
-        proc.join(30)
 
 
 # -- measurements -------------------------------------------------------------------------------

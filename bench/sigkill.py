@@ -39,7 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.e2e import SUPPORT, customers, make_mailbox, server, staff
+from bench.e2e import SUPPORT, customers, make_mailbox, staff
+from bench.servers import server
 from mailflow.mailstack import PASSWORD, MailStack
 
 ROOT = Path(__file__).resolve().parents[1]

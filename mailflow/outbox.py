@@ -40,8 +40,6 @@ from mailflow.tickets import CUSTOMER_KINDS, OutboxStatus
 from mailflow.tickets.apply import ApplyContext, apply
 from mailflow.tickets.effects import (
     Effect,
-    LiftSuppression,
-    MailDropped,
     MailFailed,
     MailRetry,
     MailSent,
@@ -371,35 +369,3 @@ def _failed(row: OutboxRow, why: str, permanent: bool) -> MailFailed:
     """A permanent refusal of customer mail suppresses the address (apply decides by
     kind: tier and staff mail is not ours to suppress)."""
     return MailFailed(row.id, row.ticket_id, row.kind, row.recipient, why, suppress=permanent)
-
-
-# -- administrator operations (mailflow outbox ...) ---------------------------------------
-
-def retry(sessions: sessionmaker[Session], row_id: int, now: datetime,
-          ctx: ApplyContext, actor: str) -> OutboxRow | None:
-    """Send a failed or waiting row again now; lifts the recipient's suppression."""
-    with transaction(sessions) as s:
-        row = s.get(OutboxRow, row_id)
-        if row is None:
-            return None
-        if row.status == SENT:
-            raise ValueError(f"outbox {row_id} was already sent at {row.sent_at}; "
-                             "not sending it twice")
-        apply(s, [MailRetry(row.id, f"retry asked by {actor}", now, row.ticket_id, fresh=True),
-                  LiftSuppression(row.recipient, actor)],
-              ctx)
-        s.refresh(row)
-        return row
-
-
-def drop(sessions: sessionmaker[Session], row_id: int, now: datetime,
-         ctx: ApplyContext, actor: str) -> OutboxRow | None:
-    with transaction(sessions) as s:
-        row = s.get(OutboxRow, row_id)
-        if row is None:
-            return None
-        if row.status == SENT:
-            raise ValueError(f"outbox {row_id} was already sent; nothing to drop")
-        apply(s, [MailDropped(row.id, row.ticket_id, f"dropped by {actor}", actor)], ctx)
-        s.refresh(row)
-        return row

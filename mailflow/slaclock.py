@@ -34,11 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from mailflow.businesshours import (
-    BusinessCalendar,
-    add_business_time,
-    business_time_between,
-)
+from mailflow.businesshours import BusinessCalendar, add_business_time, business_time_between
 from mailflow.classify.groups import Group
 from mailflow.sla_policy import Policy, SlaConfig, Target, parse_target
 from mailflow.slafacts import (

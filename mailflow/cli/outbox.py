@@ -92,7 +92,7 @@ def outbox_show(ctx: click.Context, row_id: int) -> None:
 
 def _row_action(ctx: click.Context, row_id: int, action: str, done: str) -> None:
     """Retry or drop one row, through the one writer, as ``cli:$USER``."""
-    from mailflow import outbox as ob
+    from mailflow import outbox_admin as ob
     from mailflow.accounts import apply_context
     from mailflow.clock import SystemClock
     from mailflow.desk import actor

@@ -115,7 +115,8 @@ def test_steps_fired_together_mail_each_person_once_the_last_step_wins() -> None
     tc = ticket_clocks(facts_of(events, "c@x.test", {}), sla, NOW,
                        accept_objectives(GROUPS.groups))
     due = due_steps(esc, tc, set(), NOW)
-    ctx = StepContext(replace(T, owner_group="vendor-acme"), NOW - timedelta(days=3), tc, GROUPS, esc, TIER, NOW)
+    ctx = StepContext(replace(T, owner_group="vendor-acme"), NOW - timedelta(days=3), tc,
+                      GROUPS, esc, TIER, NOW)
     fired = [(d.step.name, step_effects(d, ctx, f"tok{i:09d}")) for i, d in enumerate(due)]
     separately = [m for _, fx in fired for m in _mails(fx)]
     folded = fold_step_mails(fired)
