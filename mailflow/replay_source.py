@@ -33,6 +33,7 @@ class StoredTicket:
     category: str
     owner_group: str
     mails: tuple[StoredMail, ...]  # the customer's messages as ingest classified them
+    desk: str | None = None  # the mailbox it came in by (None: the main one)
 
 
 def count_since(session: Session, cutoff: datetime) -> int:
@@ -46,7 +47,7 @@ def tickets_since(session: Session, cutoff: datetime, chunk: int = CHUNK
     while True:
         rows = session.execute(
             select(Ticket.id, Ticket.subject, Ticket.severity, Ticket.category,
-                   Ticket.owner_group)
+                   Ticket.owner_group, Ticket.desk)
             .where(Ticket.created_at >= cutoff, Ticket.id > after)
             .order_by(Ticket.id).limit(chunk)).all()
         if not rows:
@@ -54,7 +55,7 @@ def tickets_since(session: Session, cutoff: datetime, chunk: int = CHUNK
         mails = _customer_mails(session, [r.id for r in rows])
         for r in rows:
             yield StoredTicket(r.id, r.subject, r.severity, r.category, r.owner_group,
-                               tuple(mails.get(r.id, ())))
+                               tuple(mails.get(r.id, ())), r.desk)
         after = rows[-1].id
         session.expunge_all()
 

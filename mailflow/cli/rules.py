@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from mailflow.classify import load_rules
+from mailflow.classify import RuleSet, load_rules
 from mailflow.cli.base import EXIT_CONFIG, _open_db, _settings, fail, handles_errors
 from mailflow.cli.tables import emit_json
-from mailflow.tickets import ref
 
 # -- rules ----------------------------------------------------------------------------------
 
@@ -123,6 +122,7 @@ def rules_replay(ctx: click.Context, since: str, rules_dir: str | None, as_json:
     Each ticket's customer messages are classified as ingest did (the first one
     classifies, later ones may only raise the severity), once with the rules in force
     and once with the candidate, and the two are compared."""
+    from mailflow.accounts import ticket_ref, with_defaults
     from mailflow.classify.replay import hits_per_rule, replay_ticket
     from mailflow.clock import SystemClock
     from mailflow.config import parse_duration
@@ -139,15 +139,23 @@ def rules_replay(ctx: click.Context, since: str, rules_dir: str | None, as_json:
     cutoff = SystemClock().now() - window
     progress = _Progress()
     replays, items = [], []
+    # Each desk classifies with its own defaults where no rule decides (as its watcher
+    # does), and names its tickets with its own prefix.
+    defaults = {m.name: m.defaults for m in settings.mailboxes}
+    desk_rules: dict[str | None, tuple[RuleSet, RuleSet]] = {None: (current, candidate)}
     with sessions() as s:
         progress.total = count_since(s, cutoff)
         for t in tickets_since(s, cutoff):
             progress.step()
-            r = replay_ticket(t.id, t.mails, current, candidate, settings.tz)
+            if t.desk not in desk_rules:
+                own = defaults.get(t.desk)
+                desk_rules[t.desk] = (with_defaults(current, own), with_defaults(candidate, own))
+            now_rules, new_rules = desk_rules[t.desk]
+            r = replay_ticket(t.id, t.mails, now_rules, new_rules, settings.tz)
             if r is None:
                 continue
             replays.append(r)
-            items.append(_replay_item(ref(settings.ticket_prefix, t.id), t, r))
+            items.append(_replay_item(ticket_ref(settings, t.id, t.desk), t, r))
     progress.done()
     hits = hits_per_rule(replays, candidate)
     changed = [i for i in items if i["changes"]]

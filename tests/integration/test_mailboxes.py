@@ -148,6 +148,27 @@ def test_the_desk_cli_mails_from_the_tickets_desk(stack: MailStack, sqlite_url: 
     assert "(expected SUP-N or BIL-N)" in bad.output
 
 
+def test_rules_replay_uses_each_desks_defaults_and_prefix(stack: MailStack, sqlite_url: str,
+                                                         make_app, tmp_path: Path) -> None:
+    """A billing ticket that no rule classifies has the billing desk's defaults; a replay
+    with the same rules must say so (no change), naming it BIL-N, not SUP-N."""
+    app = make_app(stack, sqlite_url, mailboxes=[_billing(stack)])
+    stack.append(BILLING, [mail(subject="Hello there", body="Just a question.", to=BILLING)])
+    run_once(app)
+    (bil,) = _tickets(app)
+    assert (bil.category, bil.severity) == ("administrative", 2)  # the desk's defaults
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "database": sqlite_url, "support_address": SUPPORT,
+        "rules_dir": str(app.settings.rules_path), "mailboxes": [_billing(stack)]}))
+    res = CliRunner().invoke(main, ["--config", str(cfg), "rules", "replay", "--since",
+                                    "3650d", "--json"])
+    assert res.exit_code == 0, res.output
+    (item,) = json.loads(res.output)["items"]
+    assert item["ticket"] == f"BIL-{bil.id}"
+    assert item["current"]["category"] == "administrative" and item["changes"] == []
+
+
 def test_a_shared_prefix_numbers_both_desks_in_one_sequence(stack: MailStack,
                                                             sqlite_url: str, make_app) -> None:
     app = make_app(stack, sqlite_url, mailboxes=[_billing(stack, ticket_prefix=None)])
