@@ -10,6 +10,7 @@ tier 2 and its reply with mail commands, an escalation, and the digest
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -85,8 +86,12 @@ def run_demo(directory: Path, keep: bool = False) -> int:
         click.echo("== stopped the mail stack a previous `mailflow demo --keep` left running")
     db_path.unlink(missing_ok=True)
     click.echo("== starting a private mail stack (Dovecot + SMTP on loopback)")
-    stack = MailStack.create(stackctl.stack_root(directory),
-                             users=["support@example.test", *CUSTOMERS, *demo_flow.STAFF])
+    root = stackctl.stack_root(directory)
+    # Empty mailboxes, as the database is new: a second demo in the same folder would
+    # otherwise show the first one's mail beside its own.
+    shutil.rmtree(root / "mail", ignore_errors=True)
+    stack = MailStack.create(root, users=["support@example.test", *CUSTOMERS,
+                                          *demo_flow.STAFF])
     try:
         stack.start()
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
