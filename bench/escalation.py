@@ -9,7 +9,12 @@ events, outbox rows, stored clocks, fired steps, next due times). Mail rendering
 not part of a tick: it happens in the sender.
 
     .venv/bin/python bench/escalation.py [--tickets 1000000] [--due 1000] [--db URL]
-                                         [--template FILE]
+                                         [--template FILE] [--scenario steady]
+
+``--scenario``: ``catch-up`` (the default, as in every figure before 2026-11-25's third
+session) opens the due tickets two days ago, so each has its reminder and its missed
+step due at once, as after downtime; ``steady`` opens each so that only its reminder is
+due, as in a daemon that runs all along.
 
 ``--template FILE`` (SQLite) keeps the preloaded database there and ticks on a fresh
 copy of it each run: preloading a million tickets takes longer than the tick, and runs
@@ -38,9 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Text, cast, create_engine, func, insert, select, text
 
 from mailflow import config as config_mod
+from mailflow.businesshours import business_time_between
 from mailflow.escalation_chain import plan_steps
 from mailflow.scheduler import Scheduler, _load
 from mailflow.sla_history import facts_of
+from mailflow.sla_policy import load_sla
 from mailflow.slaclock import ticket_clocks
 from mailflow.store.db import make_engine, upgrade
 from mailflow.store.models import (
@@ -55,14 +62,16 @@ RULES = Path(__file__).resolve().parents[1] / "rules"
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday afternoon
 
 
-def preload(url: str, n: int, due: int) -> float:
+def preload(url: str, n: int, due: int, scenario: str = "catch-up") -> float:
     engine = make_engine(url)
     upgrade(engine)
+    opened = steady_openings(due) if scenario == "steady" else {}
+
     def created(i: int) -> datetime:
         # Two days old, opened seven seconds apart (over two hours for 1,000 due): as
         # real tickets are, rather than all at one instant, which would let every
         # memoised timestamp and calendar walk look better than it is.
-        return NOW - timedelta(days=2, seconds=7 * i)
+        return opened.get(i) or NOW - timedelta(days=2, seconds=7 * i)
 
     later = NOW + timedelta(days=30)
     t0 = time.perf_counter()
@@ -91,6 +100,27 @@ def preload(url: str, n: int, due: int) -> float:
     return time.perf_counter() - t0
 
 
+def steady_openings(due: int) -> dict[int, datetime]:
+    """Opening times at which each due ticket has used 78-98 % of its first-response
+    target by NOW: its reminder (at 75 %) is due and nothing else, as in a daemon that
+    runs all along, where a ticket's steps come due one at a time."""
+    pol = load_sla(RULES, tz=UTC).policy_for(3, "technical", "frontline", "")
+    target = pol.target("first_response")
+    assert target is not None
+    out = {}
+    for i in range(1, due + 1):
+        want = target.business * (0.78 + 0.2 * i / due)
+        lo, hi = NOW - timedelta(days=30), NOW  # business time from lo is too much
+        while hi - lo > timedelta(seconds=1):
+            mid = lo + (hi - lo) / 2
+            if business_time_between(pol.calendar, mid, NOW) > want:
+                lo = mid
+            else:
+                hi = mid
+        out[i] = hi.replace(microsecond=0)
+    return out
+
+
 @contextmanager
 def database(args: argparse.Namespace, work: Path) -> Iterator[str]:
     """The URL to tick on: a copy of the SQLite template, a temporary SQLite file, or a
@@ -117,9 +147,16 @@ def database(args: argparse.Namespace, work: Path) -> Iterator[str]:
             n = c.scalar(select(func.count()).select_from(Ticket))
             due = c.scalar(select(func.count()).select_from(Ticket)
                            .where(Ticket.next_due_at <= NOW))
-        if (n, due) != (args.tickets, args.due):
-            sys.exit(f"{template} holds {n} tickets ({due} due), not {args.tickets} "
-                     f"({args.due} due): give another --template")
+            first = c.scalar(select(Ticket.created_at).where(Ticket.id == 1))
+        # Catch-up tickets are two days old; steady ones opened within the last day.
+        if first is not None and first.tzinfo is None:
+            first = first.replace(tzinfo=UTC)
+        scenario = "catch-up" if first is not None and \
+            NOW - first >= timedelta(days=2) else "steady"
+        if (n, due, scenario) != (args.tickets, args.due, args.scenario):
+            sys.exit(f"{template} holds {n} tickets ({due} due, {scenario}), not "
+                     f"{args.tickets} ({args.due} due, {args.scenario}): give another "
+                     "--template")
         shutil.copyfile(template, work / "bench.db")
         print(f"a copy of {template}: {n} open tickets ({due} due)")
         settle()
@@ -140,7 +177,7 @@ def settle() -> None:
 
 def report_preload(url: str, args: argparse.Namespace) -> None:
     print(f"preloading {args.tickets} open tickets ({args.due} due) into {url.split(':')[0]}")
-    print(f"  took {preload(url, args.tickets, args.due):.1f}s")
+    print(f"  took {preload(url, args.tickets, args.due, args.scenario):.1f}s")
 
 
 def main() -> None:
@@ -148,6 +185,9 @@ def main() -> None:
     ap.add_argument("--tickets", type=int, default=1_000_000)
     ap.add_argument("--due", type=int, default=1000)
     ap.add_argument("--db", default=None)
+    ap.add_argument("--scenario", choices=("catch-up", "steady"), default="catch-up",
+                    help="catch-up: two days old, every first-response step due at once "
+                         "(after downtime); steady: each due ticket at its reminder only")
     ap.add_argument("--template", default=None,
                     help="SQLite file to keep the preloaded database in and copy per run")
     args = ap.parse_args()
