@@ -15,6 +15,7 @@ process, ``deepcopy``) starts empty.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
@@ -51,14 +52,14 @@ class BusinessIndex:
 
     def between(self, periods_from: PeriodsFrom, a: datetime, b: datetime) -> timedelta:
         """Business time from ``a`` to ``b`` (aware, ``a <= b``)."""
-        with self._lock:
+        with self._lock, self._forgotten_on_failure():
             self._cover(periods_from, a)
             return timedelta(microseconds=self._at(b) - self._at(a))
 
     def add(self, periods_from: PeriodsFrom, start: datetime, amount: timedelta) -> datetime:
         """The instant at which ``amount`` (> 0) of business time has passed since
         ``start``; an amount that runs out exactly at closing gives the closing time."""
-        with self._lock:
+        with self._lock, self._forgotten_on_failure():
             self._cover(periods_from, start)
             target = self._at(start) + _us(amount)
             while not self._after or self._after[-1] < target:
@@ -67,6 +68,18 @@ class BusinessIndex:
             return self._starts[i] + timedelta(microseconds=target - self._before[i])
 
     # -- under the lock ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _forgotten_on_failure(self) -> Iterator[None]:
+        """A question that fails (a calendar with no business time for years, an amount
+        too large for a datetime) leaves its period walk dead or half done: start again
+        on the next question, which then fails or succeeds on its own."""
+        try:
+            yield
+        except BaseException:
+            self._valid = self._periods = None
+            self._starts, self._ends, self._before, self._after = [], [], [], []
+            raise
+
     def _cover(self, periods_from: PeriodsFrom, t: datetime) -> None:
         """Start the index again before ``t`` if it begins after it."""
         if self._valid is None or t < self._valid:

@@ -12,12 +12,15 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pytest
+
 from mailflow.businesshours import (
     BusinessCalendar,
     add_business_time,
     business_time_between,
     open_intervals,
     parse_window,
+    weekly_hours,
 )
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -84,3 +87,19 @@ def test_a_copy_starts_empty_and_answers_the_same() -> None:
     for other in (pickle.loads(pickle.dumps(cal)), copy.deepcopy(cal)):
         assert other._index._starts == []
         assert add_business_time(other, at, timedelta(hours=30)) == want
+
+
+def test_a_failed_question_leaves_the_next_one_to_fail_or_succeed_on_its_own() -> None:
+    """A calendar closed for four years: 100 business hours cannot be found. Asking
+    again must give the same clear error, not a dead walk's StopIteration, and a
+    question the calendar can answer must still be answered."""
+    closed = frozenset(date(2026, 6, 1) + timedelta(days=i) for i in range(4 * 366))
+    cal = BusinessCalendar("closed", UTC, weekly_hours(frozenset(range(5)),
+                                                       parse_window("08:00-18:00")), closed)
+    start = datetime(2026, 5, 20, tzinfo=UTC)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no business time"):
+            add_business_time(cal, start, timedelta(hours=100))
+    assert business_time_between(cal, start, datetime(2026, 5, 21, tzinfo=UTC)) == \
+        timedelta(hours=10)
+    assert add_business_time(cal, start, timedelta(hours=3)) == start + timedelta(hours=11)
