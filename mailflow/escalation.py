@@ -85,7 +85,9 @@ def step_effects(due: DueStep, c: StepContext, token: str) -> list[Effect]:
     key = f"esc:{{ticket}}:{due.key.chain}:{due.step.name}:{due.key.clock}:{due.key.episode}"
 
     def notice(recipient: str | None, role: str) -> None:
-        if not recipient:
+        # Once per person and step: a leader who is also a management address (or the
+        # fallback's) gets one mail, and two would share one dedupe key.
+        if not recipient or any(m["to"] == recipient for m in mails):
             return
         fx.append(QueueMail(MailRequest(
             kind=OutboxKind.NOTICE, template="escalation-notice", recipient=recipient,
@@ -152,7 +154,9 @@ def fold_step_mails(fired: list[tuple[str, list[Effect]]]) -> list[Effect]:
     by the time it goes out beside the notice that it was missed; the customer should
     not get two "escalated" updates at the same instant either. Every step still fires
     and keeps its ``escalated`` event; a folded mail stays in that event's list, marked
-    ``superseded_by`` the step whose mail went instead. Referrals are never folded."""
+    ``superseded_by`` the step whose mail went instead. Referrals are never folded. A
+    customer's escalation request handled in the same tick takes part like a step
+    (``request_effects``): the customer still gets one "escalated" update."""
     if len(fired) < 2:
         return [e for _, fx in fired for e in fx]
     last: dict[str, str] = {}  # recipient -> the last step that mails them
@@ -165,7 +169,7 @@ def fold_step_mails(fired: list[tuple[str, list[Effect]]]) -> list[Effect]:
         for e in fx:
             if _foldable(e) and last[e.request.recipient] != name:  # type: ignore[union-attr]
                 continue
-            if isinstance(e, Note) and e.kind == EventKind.ESCALATED:
+            if isinstance(e, Note) and e.kind == EventKind.ESCALATED and "mails" in e.data:
                 mails = [m if last.get(m["to"], name) == name else
                          {**m, "superseded_by": last[m["to"]]}
                          for m in e.data.get("mails", ())]

@@ -147,18 +147,18 @@ class Scheduler:
                 changed |= any(isinstance(e, SetSeverity | Refer) for e in fx)
                 log.info("escalation: ticket %s step %s (%s)%s", r.id, due.key.step,
                          due.reason, " [late]" if due.late else "")
-            effects += fold_step_mails(fired_now)
             for eid, asked in requests.get(r.id, ()):
                 key = StepKey("request", f"request-{eid}", "request", 0)
                 if key in done:
                     continue
                 fx = request_effects(eid, asked, ctx)
-                effects += fx
+                fired_now.append((key.step, fx))
                 done.add(key)
                 steps.append({"ticket_id": r.id, "chain": key.chain, "step": key.step,
                               "clock": key.clock, "episode": 0, "fired_at": now,
                               "late": False})
                 log.info("ticket %s: escalation request by the customer handled", r.id)
+            effects += fold_step_mails(fired_now)
             clocks += _clock_rows(r.id, tc)
             next_due.append({"tid": r.id, "due": now if changed
                              else _next_due(plan.next_at, tc, now)})

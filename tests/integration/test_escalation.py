@@ -238,6 +238,10 @@ def test_customer_escalation_request_is_held_while_levels_are_met_then_escalates
         esc = s.scalars(select(TicketEvent).where(TicketEvent.kind == "escalated")).all()
     assert any(e.data.get("step") == "customer-request" for e in esc)
     assert len(stack.wait_for("robot@example.test", 1)) >= 1  # management told
+    # The missed step and the request fired in one tick: one "escalated" update for the
+    # customer (the request's), not one from each.
+    later = stack.messages(CUSTOMER)[2:]
+    assert len(later) == 1 and b"escalated" in later[0]
 
 
 FALLBACK_GROUPS = """

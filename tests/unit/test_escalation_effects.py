@@ -13,6 +13,7 @@ from mailflow.escalation import (
     StepContext,
     fold_step_mails,
     manual_effects,
+    request_effects,
     snooze_effects,
     step_effects,
 )
@@ -141,3 +142,45 @@ def test_steps_fired_together_mail_each_person_once_the_last_step_wins() -> None
         assert kept_by[m["to"]] is not None and f":{m['superseded_by']}:" in kept_by[m["to"]]
     # One step alone is left as it is.
     assert fold_step_mails(fired[:1]) == fired[0][1]
+
+
+def test_one_mail_per_person_within_a_step() -> None:
+    """The management group's leader is also the management address: a technical ticket
+    it owns reaches resolution-missed (notify-leader and notify-management). One mail,
+    not two with the same dedupe key (the outbox's unique key would fail the tick)."""
+    sla = load_sla(RULES, tz=UTC)
+    esc = load_escalation(RULES)
+    events = [EventRow("opened", NOW - timedelta(days=40),
+                       {"severity": 3, "category": "technical", "owner_group": "management"})]
+    tc = ticket_clocks(facts_of(events, "c@x.test", {}), sla, NOW)
+    due = [d for d in due_steps(esc, tc, set(), NOW) if d.step.name == "resolution-missed"]
+    assert due, "a forty-day-old ticket has missed its resolution"
+    ctx = StepContext(replace(T, owner_group="management"), NOW - timedelta(days=40), tc,
+                      GROUPS, esc, TIER, NOW)
+    fx = step_effects(due[0], ctx, "tok000000009")
+    keys = [m.dedupe_key for m in _mails(fx)]
+    assert [m.recipient for m in _mails(fx)] == ["service-manager@example.test"]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_customer_request_and_a_step_in_one_tick_send_one_escalated_update() -> None:
+    """The first response is missed (the step tells the customer) and the customer's
+    request to escalate is handled in the same tick (it tells the customer too): one
+    "escalated" mail, the request's; the step's is listed as superseded."""
+    sla = load_sla(RULES, tz=UTC)
+    esc = load_escalation(RULES)
+    events = [EventRow("opened", NOW - timedelta(days=3),
+                       {"severity": 3, "category": "technical", "owner_group": "tier2"})]
+    tc = ticket_clocks(facts_of(events, "c@x.test", {}), sla, NOW)
+    ctx = StepContext(T, NOW - timedelta(days=3), tc, GROUPS, esc, TIER, NOW)
+    missed = [d for d in due_steps(esc, tc, set(), NOW)
+              if d.step.name == "first-response-missed"]
+    fired = [(missed[0].step.name, step_effects(missed[0], ctx, "tok000000010")),
+             ("request-77", request_effects(77, NOW - timedelta(hours=1), ctx))]
+    customer = [m for m in _mails(fold_step_mails(fired)) if m.recipient == "c@x.test"]
+    assert len(customer) == 1 and customer[0].template == "status-escalated"
+    assert customer[0].dedupe_key == "esc:{ticket}:request:77:c@x.test"
+    step_note = fold_step_mails(fired)[0]
+    assert isinstance(step_note, Note)
+    assert {"to": "c@x.test", "template": "status-escalated", "role": "customer",
+            "superseded_by": "request-77"} in step_note.data["mails"]
