@@ -60,3 +60,16 @@ def _dump(url: str, direct: bool) -> list[list[tuple[Any, ...]]]:
 
 def test_direct_path_writes_what_sqlalchemy_writes(db_url: str) -> None:
     assert _dump(db_url, True) == _dump(db_url, False)
+
+
+def test_json_text_writes_what_orjson_refuses_as_the_standard_library_did() -> None:
+    """A broken encoded-word can decode to a lone surrogate and an integer can outgrow
+    64 bits: orjson refuses both; the column still gets the standard library's text,
+    which reads back the same."""
+    import json
+
+    from mailflow.store.db import json_text
+
+    for doc in ({"subject": "caf\ud83d"}, {"n": 2**70}, {"a": [1, "é", None], 3: True}):
+        text = json_text(doc)
+        assert json.loads(text) == json.loads(json.dumps(doc))
