@@ -9,10 +9,9 @@ import pickle
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import pytest
 
 from mailflow.businesshours import (
     BusinessCalendar,
