@@ -14,7 +14,7 @@ not part of a tick: it happens in the sender.
 ``--scenario``: ``catch-up`` (the default, as in every figure before 2026-11-25's third
 session) opens the due tickets two days ago, so each has its reminder and its missed
 step due at once, as after downtime; ``steady`` opens each so that only its reminder is
-due, as in a daemon that runs all along.
+due, as in a daemon that runs all along, with the clocks its first look stored.
 
 ``--template FILE`` (SQLite) keeps the preloaded database there and ticks on a fresh
 copy of it each run: preloading a million tickets takes longer than the tick, and runs
@@ -45,16 +45,17 @@ from sqlalchemy import Text, cast, create_engine, func, insert, select, text
 from mailflow import config as config_mod
 from mailflow.businesshours import business_time_between
 from mailflow.escalation_chain import plan_steps
-from mailflow.scheduler import Scheduler, _load
+from mailflow.scheduler import Scheduler, _clock_rows, _load
 from mailflow.sla_history import facts_of
 from mailflow.sla_policy import load_sla
-from mailflow.slaclock import ticket_clocks
+from mailflow.slaclock import Opened, ticket_clocks
 from mailflow.store.db import make_engine, upgrade
 from mailflow.store.models import (
     EscalationStep,
     OutboxContext,
     OutboxRow,
     Ticket,
+    TicketClock,
     TicketEvent,
 )
 
@@ -90,6 +91,14 @@ def preload(url: str, n: int, due: int, scenario: str = "catch-up") -> float:
              "summary": "opened", "data": {"severity": 3, "category": "technical",
                                            "owner_group": "frontline"}}
             for i in range(1, due + 1)])
+        if opened:
+            # In a daemon that runs all along, the scheduler's first look at each ticket
+            # (just after it opened) stored its clocks; the reminder's tick finds them.
+            sla = load_sla(RULES, tz=UTC)
+            conn.execute(insert(TicketClock), [
+                row for i in range(1, due + 1) for row in _clock_rows(i, ticket_clocks(
+                    [Opened(created(i), 3, "technical", "frontline", f"c{i}@x")], sla,
+                    created(i)))])
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE")
     if engine.dialect.name == "sqlite":

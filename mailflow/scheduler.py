@@ -112,6 +112,8 @@ class Scheduler:
         requests: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
         events, outbox_kinds, fired = _load(s, ids, requests)
         facts = ticket_facts(s, ids, lock=False)
+        stored = _stored_clocks(s, ids)
+        rewrite: list[int] = []  # tickets whose stored clocks are replaced
         tier = self.tier_policy(pol.groups)
         effects: list[Effect] = []
         steps: list[dict[str, Any]] = []
@@ -121,12 +123,15 @@ class Scheduler:
         for r in rows:
             history = facts_of(events.get(r.id, ()), r.requester, outbox_kinds)
             t = facts.get(r.id)
-            if t is None or not history or not isinstance(history[0], Opened):
-                next_due.append({"tid": r.id, "due": None})
-                continue
-            if history[0].at > now:
-                # Opened "in the future": the mail server's clock is ahead of ours.
-                next_due.append({"tid": r.id, "due": history[0].at})
+            if t is None or not history or not isinstance(history[0], Opened) \
+                    or history[0].at > now:
+                # Nothing to clock (yet): opened "in the future" means the mail
+                # server's clock is ahead of ours. What was stored goes.
+                next_due.append({"tid": r.id, "due": history[0].at
+                                 if t is not None and history
+                                 and isinstance(history[0], Opened) else None})
+                if r.id in stored:
+                    rewrite.append(r.id)
                 continue
             tc = ticket_clocks(history, pol.sla, now, accept_within)
             done = fired.get(r.id, set())
@@ -159,13 +164,19 @@ class Scheduler:
                               "late": False})
                 log.info("ticket %s: escalation request by the customer handled", r.id)
             effects += fold_step_mails(fired_now)
-            clocks += _clock_rows(r.id, tc)
+            mine = _clock_rows(r.id, tc)
+            if _clock_set(mine) != stored.get(r.id, frozenset()):
+                # Unchanged clocks are not written again: most looks at a ticket (a step
+                # due, a new mail) leave them as they were.
+                clocks += mine
+                if r.id in stored:
+                    rewrite.append(r.id)
             next_due.append({"tid": r.id, "due": now if changed
                              else _next_due(plan.next_at, tc, now)})
         effects += [Schedule(d["tid"], d["due"]) for d in next_due]
         applied = apply(s, effects, apply_context(self.settings, now))
         insert_ignore(s, EscalationStep, steps)
-        for chunk in chunks(ids):
+        for chunk in chunks(rewrite):
             s.execute(delete(TicketClock).where(TicketClock.ticket_id.in_(chunk)))
         insert_many(s, TicketClock, clocks)
         return applied.queued
@@ -187,6 +198,25 @@ def _clock_rows(tid: int, tc: TicketClocks) -> list[dict[str, Any]]:
              "severity": tc.severity, "owner_group": tc.owner, "started_at": c.started,
              "due_at": c.due, "stopped_at": c.stopped, "state": c.state,
              "paused_seconds": int(c.paused.total_seconds())} for c in tc.clocks]
+
+
+_CLOCK_KEYS = ("kind", "episode", "policy", "severity", "owner_group", "started_at",
+               "due_at", "stopped_at", "state", "paused_seconds")
+_ClockT = TicketClock.__table__
+
+
+def _clock_set(rows: list[dict[str, Any]]) -> frozenset[tuple[Any, ...]]:
+    return frozenset(tuple(r[k] for k in _CLOCK_KEYS) for r in rows)
+
+
+def _stored_clocks(s: Session, ids: list[int]) -> dict[int, frozenset[tuple[Any, ...]]]:
+    """The clocks stored for these tickets, as ``_clock_rows`` would make them."""
+    found: dict[int, set[tuple[Any, ...]]] = defaultdict(set)
+    for chunk in chunks(ids):
+        for row in s.execute(select(_ClockT.c.ticket_id, *(_ClockT.c[k] for k in _CLOCK_KEYS))
+                             .where(_ClockT.c.ticket_id.in_(chunk))):
+            found[row[0]].add(tuple(row[1:]))
+    return {tid: frozenset(v) for tid, v in found.items()}
 
 
 _REQUESTED = str(EventKind.ESCALATION_REQUESTED)

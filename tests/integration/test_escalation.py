@@ -8,7 +8,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from mailflow.clock import FrozenClock
 from mailflow.daemon import run_once
@@ -139,6 +139,47 @@ def test_unanswered_ticket_escalates_each_step_once(stack: MailStack, db_url: st
         assert all(e.data["age_seconds"] in (2, 4, 8) for e in events)
         clocks = {c.kind: c.state for c in s.scalars(select(TicketClock))}
         assert clocks["first_response"] == "breached"
+
+
+def test_stored_clocks_are_written_only_when_they_change(stack: MailStack, db_url: str,
+                                                         make_app, tmp_path: Path) -> None:
+    """A look at a ticket that changes none of its clocks writes no clock rows; one that
+    changes a clock (now breached) replaces them."""
+    clock = FrozenClock(datetime.now(UTC))
+    app = make_app(stack, db_url, clock, rules_dir=str(_rules(tmp_path)))
+    sched = Scheduler(app.settings, app.sessions)
+    stack.append(SUPPORT, [mail(subject="Printer broken", sender=CUSTOMER)])
+    run_once(app)
+    T0 = _opened_at(app)
+    assert _step(app, clock, sched, T0) == []  # the first look stores the clocks
+    with app.sessions() as s:
+        before = {(c.kind, c.state, c.due_at) for c in s.scalars(select(TicketClock))}
+    assert ("first_response", "running", T0 + timedelta(seconds=4)) in before
+    writes: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "ticket_clocks" in statement and not statement.lstrip().upper().startswith(
+                "SELECT"):
+            writes.append(statement)
+
+    engine = app.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        def look(at: datetime) -> None:
+            with transaction(app.sessions) as s:  # "compute my clocks again"
+                s.execute(update(Ticket).values(next_due_at=at))
+            clock.set(at)
+            assert sched.tick(at).looked == 1
+
+        look(T0 + timedelta(seconds=1))  # nothing changed: no clock written
+        assert writes == []
+        look(T0 + timedelta(seconds=5))  # first response now breached (and steps fire)
+        assert writes, "the breached clock was not stored"
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with app.sessions() as s:
+        after = {(c.kind, c.state) for c in s.scalars(select(TicketClock))}
+    assert ("first_response", "breached") in after
 
 
 def test_answered_and_waiting_tickets_do_not_escalate(stack: MailStack, db_url: str,
