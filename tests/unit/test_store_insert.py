@@ -22,26 +22,26 @@ def _tickets() -> list[dict[str, Any]]:
              "updated_at": NOW} for i in (1, 2)]  # reopen_count left to its default
 
 
-def _rows() -> list[tuple[type[Any], list[dict[str, Any]]]]:
+def _rows(many: int = 1) -> list[tuple[type[Any], list[dict[str, Any]]]]:
     events = [{"ticket_id": 1 + i % 2, "kind": "note", "at": NOW + timedelta(seconds=i % 3),
                "actor": "me", "summary": "", "data": {"i": i, "none": None, "ü": "ß"}}
-              for i in range(7)]
+              for i in range(7 * many)]
     outbox: list[dict[str, Any]] = [
               {"ticket_id": 1, "kind": "notice", "dedupe_key": None, "mail_from": "s@x.test",
                "recipient": "r@x.test", "message_id": f"m{i}@x", "template": "t",
                "context": {"a": [1, 2.5, None]}, "status": "pending", "attempts": 0,
                "next_attempt_at": NOW, "created_at": NOW, "reply_token": None,
                "in_reply_to": None, "references": [], "auto_submitted": "auto-generated"}
-              for i in range(3)]
+              for i in range(3 * many)]
     return [(Ticket, _tickets()), (TicketEvent, events), (OutboxRow, outbox)]
 
 
-def _dump(url: str, direct: bool) -> list[list[tuple[Any, ...]]]:
+def _dump(url: str, direct: bool, many: int = 1) -> list[list[tuple[Any, ...]]]:
     engine = make_engine(url)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     with session_factory(engine)() as s, s.begin():
-        for model, rows in _rows():
+        for model, rows in _rows(many):
             if direct:
                 insert_many(s, model, rows)
             else:
@@ -60,6 +60,14 @@ def _dump(url: str, direct: bool) -> list[list[tuple[Any, ...]]]:
 
 def test_direct_path_writes_what_sqlalchemy_writes(db_url: str) -> None:
     assert _dump(db_url, True) == _dump(db_url, False)
+
+
+def test_many_rows_too(db_url: str) -> None:
+    """Enough rows for PostgreSQL's COPY (``_COPY_FROM``): still the very same rows."""
+    from mailflow.store.db import _COPY_FROM
+
+    many = _COPY_FROM // 3 + 1  # outbox rows, events: both over the threshold
+    assert _dump(db_url, True, many) == _dump(db_url, False, many)
 
 
 def test_json_text_writes_what_orjson_refuses_as_the_standard_library_did() -> None:
