@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import SMTP, SMTPUTF8
@@ -185,14 +186,27 @@ class Composer:
         to, utf8 = outgoing_address(header_safe(env.to))
         policy = SMTPUTF8 if utf8 else SMTP
         head = [mimebytes.to_header(policy, v) if k == "To" else
+                mimebytes.address_header(policy, k, v) if k == "From" else
                 mimebytes.header(policy, k, v) for k, v in _header_fields(env, subject, to)]
         return mimebytes.mail(head, text, html, originals)
+
+
+def _mailbox(name: str, addr: str) -> str:
+    """``name <addr>`` for the From header, all ASCII: a name quoted where it holds
+    specials (``formataddr``), or, not ASCII, RFC 2047 words of at most 75 characters,
+    written as they are (``mimebytes.address_header``) so that its specials ("Müller &
+    Co.") stay inside them; the email package's registry folded such a name back
+    unquoted, into a header no reader could parse."""
+    if name.isascii():
+        return formataddr((name, addr))
+    words = Header(name, "utf-8", maxlinelen=75).encode(linesep="\n").split("\n")
+    return " ".join(w.strip() for w in words) + f" <{addr}>"
 
 
 def _header_fields(env: Envelope, subject: str, to: str) -> list[tuple[str, str]]:
     """Every header but the MIME ones, in order, each value free of line breaks and
     encoded-word starts (``To`` is checked again as it is written)."""
-    fields = [("From", formataddr((header_text(env.from_name), env.mail_from))),
+    fields = [("From", _mailbox(header_text(env.from_name), env.mail_from)),
               ("To", to),
               ("Subject", header_text(subject)),
               ("Date", format_datetime(env.date)),

@@ -53,6 +53,18 @@ def header(policy: EmailPolicy[Any], name: str, value: str) -> bytes:
     return registry_header(policy, name, value)
 
 
+def address_header(policy: EmailPolicy[Any], name: str, value: str) -> bytes:
+    """A header holding one address as ``formataddr`` writes it (ASCII: the display
+    name quoted where it holds specials, or one RFC 2047 word when it is not ASCII),
+    written as is. The header registry, given that word, decodes it and folds the name
+    back unquoted: "Müller & Co." came out as an address nobody could parse back."""
+    if value.isascii() and value.isprintable():
+        folded = _fold(name, value)
+        if folded is not None:
+            return folded
+    return registry_header(policy, name, value)
+
+
 def registry_header(policy: EmailPolicy[Any], name: str, value: str) -> bytes:
     """The field as the email package writes it (parsed, then folded); refuses CR/LF."""
     name, parsed = policy.header_store_parse(name, value)
