@@ -123,13 +123,11 @@ class Scheduler:
         for r in rows:
             history = facts_of(events.get(r.id, ()), r.requester, outbox_kinds)
             t = facts.get(r.id)
-            if t is None or not history or not isinstance(history[0], Opened) \
-                    or history[0].at > now:
+            opened = history[0] if history and isinstance(history[0], Opened) else None
+            if t is None or opened is None or opened.at > now:
                 # Nothing to clock (yet): opened "in the future" means the mail
                 # server's clock is ahead of ours. What was stored goes.
-                next_due.append({"tid": r.id, "due": history[0].at
-                                 if t is not None and history
-                                 and isinstance(history[0], Opened) else None})
+                next_due.append({"tid": r.id, "due": opened.at if t and opened else None})
                 if r.id in stored:
                     rewrite.append(r.id)
                 continue
